@@ -1,0 +1,205 @@
+"""Task-conditioned Brax environments and the `TaskFamily` container.
+
+A task is a small pytree (`TaskParams`, a dict of arrays) that is passed to
+`TaskEnv.reset` and then lives in `state.info['task']`. Because the task is an
+ordinary traced argument, `jax.vmap(env.reset)(rngs, tasks)` runs K different
+tasks in one compiled function; nothing about a task is baked into the trace.
+
+A `TaskEnv` wraps an unmodified Brax `PipelineEnv` (its physics, observation
+and healthy-termination logic) and adds three things:
+  * a task-dependent reward, `reward_fn(ps0, ps1, action, task, dt)`;
+  * optionally task-dependent physics, `sys_fn(sys, task) -> sys`, applied to
+    the Brax `System` inside the (vmapped) step, the same mechanism Brax's own
+    `DomainRandomizationVmapWrapper` uses, but driven by the traced task;
+  * the episode limit. `state.done` is 1 when the episode ended for either
+    reason; `state.info['truncation']` is 1 only when it ended by the time
+    limit without terminating. A learner's "true terminal" flag is therefore
+    `done * (1 - truncation)`: bootstrap on truncation, not on termination.
+
+State layout (one env; vmapping adds leading axes to every leaf):
+  state.obs: [obs_size]           the task is NOT in the observation
+  state.reward, state.done: []    float32
+  state.info['task']: TaskParams  unchanged by `step`
+  state.info['steps']: [] int32   env steps taken in this episode
+  state.info['truncation']: []    float32
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from brax import base as brax_base
+from brax.envs.base import PipelineEnv, State
+
+TaskParams = Dict[str, jax.Array]
+RewardFn = Callable[[Any, Any, jax.Array, TaskParams, float], jax.Array]
+SysFn = Callable[[brax_base.System, TaskParams], brax_base.System]
+Sampler = Callable[[jax.Array, int], TaskParams]
+
+SPLITS = ('train', 'test_id', 'test_ood')
+
+
+@contextlib.contextmanager
+def _system(env: PipelineEnv, sys: brax_base.System):
+  """Temporarily makes `env` simulate `sys` (trace-time only; restores it)."""
+  old = env.sys
+  env.sys = sys
+  try:
+    yield env
+  finally:
+    env.sys = old
+
+
+class TaskEnv:
+  """A Brax env whose reward and/or physics depend on `state.info['task']`.
+
+  `reset(rng, task)` and `step(state, action)` are pure and jittable, and
+  vmappable over `(rng, task)` and `(state, action)`.
+  """
+
+  def __init__(
+      self,
+      base: PipelineEnv,
+      reward_fn: RewardFn,
+      episode_length: int,
+      sys_fn: Optional[SysFn] = None,
+  ):
+    if episode_length < 1:
+      raise ValueError(
+          f'episode_length must be >= 1, got {episode_length}; pass a positive'
+          ' episode_length to apb_jax.tasks.make.'
+      )
+    self.base = base
+    self.reward_fn = reward_fn
+    self.sys_fn = sys_fn
+    self.episode_length = int(episode_length)
+    self._dt = float(base.dt)  # the timestep is never task-dependent
+
+  # -- sizes ---------------------------------------------------------------
+  @property
+  def action_size(self) -> int:
+    return self.base.action_size
+
+  @property
+  def dt(self) -> float:
+    return self._dt
+
+  @property
+  def backend(self) -> str:
+    return self.base.backend
+
+  @property
+  def sys(self) -> brax_base.System:
+    return self.base.sys
+
+  def observation_shape(self, task: TaskParams) -> tuple:
+    """Obs shape, found by tracing `reset` (no compile, no physics run)."""
+    state = jax.eval_shape(self.reset, jax.random.PRNGKey(0), task)
+    return state.obs.shape
+
+  # -- dynamics --------------------------------------------------------------
+  def task_sys(self, task: TaskParams) -> brax_base.System:
+    """The Brax System that simulates `task` (the nominal one if no sys_fn)."""
+    return self.base.sys if self.sys_fn is None else self.sys_fn(
+        self.base.sys, task)
+
+  def reset(self, rng: jax.Array, task: TaskParams) -> State:
+    with _system(self.base, self.task_sys(task)) as env:
+      state = env.reset(rng)
+    info = dict(state.info)
+    info.update(
+        task=task,
+        steps=jnp.zeros((), jnp.int32),
+        truncation=jnp.zeros(()),
+    )
+    return state.replace(info=info, metrics=dict(state.metrics))
+
+  def step(self, state: State, action: jax.Array) -> State:
+    task = state.info['task']
+    # Brax's step mutates `state.metrics` in place; hand it a private copy so
+    # this function stays pure for callers who keep the old state.
+    state = state.replace(metrics=dict(state.metrics), info=dict(state.info))
+    with _system(self.base, self.task_sys(task)) as env:
+      nstate = env.step(state, action)
+    reward = self.reward_fn(
+        state.pipeline_state, nstate.pipeline_state, action, task, self.dt)
+    # Brax's healthy check (a Python 0.0 when an env never terminates).
+    terminated = jnp.asarray(nstate.done, jnp.float32)
+    steps = state.info['steps'] + 1
+    out_of_time = (steps >= self.episode_length).astype(jnp.float32)
+    done = jnp.maximum(terminated, out_of_time)
+    info = dict(nstate.info)
+    info.update(steps=steps, truncation=out_of_time * (1.0 - terminated))
+    return nstate.replace(
+        reward=reward.astype(jnp.float32), done=done, info=info)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskFamily:
+  """A named distribution over tasks of one `TaskEnv`, with three splits.
+
+  Attributes:
+    name: registry name, e.g. 'ant_goal'.
+    env: the TaskEnv every task of this family runs in.
+    samplers: split name -> `fn(rng, n) -> TaskParams` (leaves `[n, ...]`).
+    description: one line per split, for reports and `--help`.
+  """
+
+  name: str
+  env: TaskEnv
+  samplers: Mapping[str, Sampler]
+  description: Mapping[str, str]
+
+  @property
+  def action_size(self) -> int:
+    return self.env.action_size
+
+  @property
+  def episode_length(self) -> int:
+    return self.env.episode_length
+
+  @property
+  def obs_size(self) -> int:
+    task = jax.tree.map(lambda x: x[0], self.sample(jax.random.PRNGKey(0), 1, 'train'))
+    return int(self.env.observation_shape(task)[-1])
+
+  def sample(self, rng: jax.Array, n: int, split: str) -> TaskParams:
+    """Draws `n` tasks of `split`; every leaf has leading axis `n`."""
+    if split not in self.samplers:
+      raise ValueError(
+          f'unknown split {split!r} for {self.name}; choose one of '
+          f'{sorted(self.samplers)}.'
+      )
+    if n < 1:
+      raise ValueError(f'n must be >= 1 to sample tasks, got {n}.')
+    return self.samplers[split](rng, int(n))
+
+  # -- JSON ------------------------------------------------------------------
+  def tasks_to_json(self, tasks: TaskParams, split: str) -> str:
+    """Serialises a task set (exact float32 round trip via repr of floats)."""
+    payload = {
+        'family': self.name,
+        'split': split,
+        'params': {k: np.asarray(v).tolist() for k, v in tasks.items()},
+        'dtypes': {k: str(np.asarray(v).dtype) for k, v in tasks.items()},
+    }
+    return json.dumps(payload)
+
+  def tasks_from_json(self, text: str) -> TaskParams:
+    payload = json.loads(text)
+    if payload.get('family') != self.name:
+      raise ValueError(
+          f'task set is for family {payload.get("family")!r}, not '
+          f'{self.name!r}; load it with apb_jax.tasks.make('
+          f'{payload.get("family")!r}).'
+      )
+    return {
+        k: jnp.asarray(np.asarray(v, dtype=payload['dtypes'][k]))
+        for k, v in payload['params'].items()
+    }

@@ -1,0 +1,236 @@
+"""The six task families of DESIGN.md, one builder each.
+
+Every reward is written out here, in one line, from the torso positions of the
+pipeline states before (`ps0`) and after (`ps1`) an env step (velocity =
+displacement / dt, as Brax computes it), the action and the task. Termination
+is Brax's own healthy check, configured per family through the base env.
+
+| family        | task leaves                       | train / test_id       | test_ood               |
+|---------------|-----------------------------------|-----------------------|------------------------|
+| cheetah_vel   | velocity []                       | U[0, 2]               | U[2.5, 3.5]            |
+| cheetah_dir   | direction []                      | +1                    | -1                     |
+| ant_dir       | angle []                          | U[-pi/2, pi/2]        | U[3pi/4, 5pi/4]        |
+| ant_goal      | goal [2]                          | disk r <= 2.5         | annulus 3 <= r <= 4    |
+| hopper_params | log_mass, log_inertia, log_friction [n_body], log_damping [n_dof] | U[-2, 2] | abs in U[2.5, 3], random sign |
+| walker_params | as hopper_params                  | as hopper             | as hopper              |
+
+Disk and annulus goals are uniform in area. Dynamics tasks scale body mass and
+inertia by 1.5^u, joint damping by 1.3^u and the friction of each body's geoms
+by 1.5^u. MuJoCo combines the friction of two touching geoms with `max`, so the
+floor's own friction (1.0 hopper, 0.7 walker) bounds the effective friction
+from below: lowering a body's friction below the floor's has no effect.
+Derived constants (e.g. `body_subtreemass`, `dof_invweight0`) are left at their
+nominal values, as in Brax's domain randomisation and PEARL's rand_param_envs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from brax import envs as brax_envs
+
+from apb_jax.tasks.base import TaskEnv, TaskFamily, TaskParams
+
+EPISODE_LENGTH = 200
+DEFAULT_BACKEND = 'mjx'
+
+
+def _velocity(ps0, ps1, dt):
+  """Torso (link 0) linear velocity [3] over one env step."""
+  return (ps1.x.pos[0] - ps0.x.pos[0]) / dt
+
+
+def _ctrl(action):
+  return jnp.sum(jnp.square(action))
+
+
+def _uniform(key, n, lo, hi, shape=()):
+  return jax.random.uniform(key, (n, *shape), minval=lo, maxval=hi)
+
+
+# -- rewards -----------------------------------------------------------------
+def cheetah_vel_reward(ps0, ps1, action, task, dt):
+  v_x = _velocity(ps0, ps1, dt)[0]
+  return -jnp.abs(v_x - task['velocity']) - 0.05 * _ctrl(action)
+
+
+def cheetah_dir_reward(ps0, ps1, action, task, dt):
+  v_x = _velocity(ps0, ps1, dt)[0]
+  return task['direction'] * v_x - 0.05 * _ctrl(action)
+
+
+def ant_dir_reward(ps0, ps1, action, task, dt):
+  v_xy = _velocity(ps0, ps1, dt)[:2]
+  heading = jnp.stack([jnp.cos(task['angle']), jnp.sin(task['angle'])])
+  return jnp.dot(v_xy, heading) - 0.5 * _ctrl(action) + 1.0
+
+
+def ant_goal_reward(ps0, ps1, action, task, dt):
+  del ps0, dt
+  xy = ps1.x.pos[0, :2]
+  return -jnp.sum(jnp.abs(xy - task['goal'])) - 0.1 * _ctrl(action)
+
+
+def locomotion_reward(ps0, ps1, action, task, dt):
+  """Hopper / walker: forward velocity + 1 (alive) - 1e-3 |a|^2."""
+  del task
+  return _velocity(ps0, ps1, dt)[0] + 1.0 - 1e-3 * _ctrl(action)
+
+
+# -- dynamics ----------------------------------------------------------------
+def scale_dynamics(sys, task: TaskParams):
+  """Returns `sys` with mass, inertia, damping and friction scaled by `task`.
+
+  Scales both the MJX fields (used by the 'mjx' backend) and Brax's own
+  link/dof fields (used by 'generalized', 'positional' and 'spring'), so every
+  backend simulates the same task. Body 0 (the world) is never scaled.
+  """
+  mass = 1.5 ** task['log_mass']            # [n_body]
+  inertia = 1.5 ** task['log_inertia']      # [n_body]
+  damping = 1.3 ** task['log_damping']      # [n_dof]
+  friction = 1.5 ** task['log_friction']    # [n_body]
+  one = jnp.ones((1,))
+  geom_scale = jnp.concatenate([one, friction])[sys.geom_bodyid]   # [n_geom]
+  body_mass = sys.body_mass * jnp.concatenate([one, mass])
+  dof_damping = sys.dof_damping * damping
+  return sys.tree_replace({
+      'body_mass': body_mass,
+      'body_inertia': sys.body_inertia * jnp.concatenate([one, inertia])[:, None],
+      'dof_damping': dof_damping,
+      'geom_friction': sys.geom_friction * geom_scale[:, None],
+      'link.inertia.mass': body_mass[1:],
+      'link.inertia.i': sys.link.inertia.i * inertia[:, None, None],
+      'dof.damping': dof_damping,
+  })
+
+
+def _dynamics_samplers(n_body: int, n_dof: int):
+  shapes = {'log_mass': n_body, 'log_inertia': n_body, 'log_damping': n_dof,
+            'log_friction': n_body}
+
+  def in_distribution(rng, n):
+    keys = jax.random.split(rng, len(shapes))
+    return {k: _uniform(key, n, -2.0, 2.0, (size,))
+            for key, (k, size) in zip(keys, sorted(shapes.items()))}
+
+  def out_of_distribution(rng, n):
+    keys = jax.random.split(rng, len(shapes))
+    out = {}
+    for key, (k, size) in zip(keys, sorted(shapes.items())):
+      k_mag, k_sign = jax.random.split(key)
+      magnitude = _uniform(k_mag, n, 2.5, 3.0, (size,))
+      sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (n, size)), 1.0, -1.0)
+      out[k] = magnitude * sign
+    return out
+
+  return {'train': in_distribution, 'test_id': in_distribution,
+          'test_ood': out_of_distribution}
+
+
+# -- builders ----------------------------------------------------------------
+def _scalar_samplers(key_name, train, ood):
+  """Samplers for a scalar task parameter; `train`/`ood` are fn(rng, n)."""
+  wrap = lambda f: (lambda rng, n: {key_name: f(rng, n)})
+  return {'train': wrap(train), 'test_id': wrap(train), 'test_ood': wrap(ood)}
+
+
+def cheetah_vel(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
+  base = brax_envs.get_environment('halfcheetah', backend=backend)
+  return TaskFamily(
+      name='cheetah_vel',
+      env=TaskEnv(base, cheetah_vel_reward, episode_length),
+      samplers=_scalar_samplers(
+          'velocity', lambda r, n: _uniform(r, n, 0.0, 2.0),
+          lambda r, n: _uniform(r, n, 2.5, 3.5)),
+      description={'train': 'v* ~ U[0, 2]', 'test_id': 'v* ~ U[0, 2]',
+                   'test_ood': 'v* ~ U[2.5, 3.5]'},
+  )
+
+
+def cheetah_dir(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
+  base = brax_envs.get_environment('halfcheetah', backend=backend)
+  return TaskFamily(
+      name='cheetah_dir',
+      env=TaskEnv(base, cheetah_dir_reward, episode_length),
+      samplers=_scalar_samplers(
+          'direction', lambda r, n: jnp.ones((n,)),
+          lambda r, n: -jnp.ones((n,))),
+      description={'train': 'd = +1', 'test_id': 'd = +1',
+                   'test_ood': 'd = -1'},
+  )
+
+
+def ant_dir(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
+  base = brax_envs.get_environment(
+      'ant', backend=backend, healthy_z_range=(0.2, 1.0),
+      terminate_when_unhealthy=True)
+  pi = math.pi
+  return TaskFamily(
+      name='ant_dir',
+      env=TaskEnv(base, ant_dir_reward, episode_length),
+      samplers=_scalar_samplers(
+          'angle', lambda r, n: _uniform(r, n, -pi / 2, pi / 2),
+          lambda r, n: _uniform(r, n, 3 * pi / 4, 5 * pi / 4)),
+      description={'train': 't ~ U[-pi/2, pi/2]', 'test_id': 't ~ U[-pi/2, pi/2]',
+                   'test_ood': 't ~ U[3pi/4, 5pi/4]'},
+  )
+
+
+def _planar_goal(rng, n, r_min, r_max):
+  """Uniform-in-area goals on the annulus r_min <= r <= r_max (disk if 0)."""
+  k_r, k_t = jax.random.split(rng)
+  r = jnp.sqrt(_uniform(k_r, n, r_min ** 2, r_max ** 2))
+  t = _uniform(k_t, n, -math.pi, math.pi)
+  return jnp.stack([r * jnp.cos(t), r * jnp.sin(t)], axis=-1)
+
+
+def ant_goal(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
+  base = brax_envs.get_environment(
+      'ant', backend=backend, terminate_when_unhealthy=False,
+      exclude_current_positions_from_observation=False)
+  return TaskFamily(
+      name='ant_goal',
+      env=TaskEnv(base, ant_goal_reward, episode_length),
+      samplers=_scalar_samplers(
+          'goal', lambda r, n: _planar_goal(r, n, 0.0, 2.5),
+          lambda r, n: _planar_goal(r, n, 3.0, 4.0)),
+      description={'train': 'g uniform on the disk r <= 2.5',
+                   'test_id': 'g uniform on the disk r <= 2.5',
+                   'test_ood': 'g uniform on the annulus 3 <= r <= 4'},
+  )
+
+
+def _dynamics_family(name, robot, backend, episode_length):
+  base = brax_envs.get_environment(robot, backend=backend)
+  n_body = base.sys.body_mass.shape[0] - 1
+  n_dof = base.sys.qd_size()
+  return TaskFamily(
+      name=name,
+      env=TaskEnv(base, locomotion_reward, episode_length,
+                  sys_fn=scale_dynamics),
+      samplers=_dynamics_samplers(n_body, n_dof),
+      description={
+          'train': 'each log-scale u ~ U[-2, 2]',
+          'test_id': 'each log-scale u ~ U[-2, 2]',
+          'test_ood': 'each |u| ~ U[2.5, 3], random sign'},
+  )
+
+
+def hopper_params(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
+  return _dynamics_family('hopper_params', 'hopper', backend, episode_length)
+
+
+def walker_params(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
+  return _dynamics_family('walker_params', 'walker2d', backend, episode_length)
+
+
+BUILDERS = {
+    'cheetah_vel': cheetah_vel,
+    'cheetah_dir': cheetah_dir,
+    'ant_dir': ant_dir,
+    'ant_goal': ant_goal,
+    'hopper_params': hopper_params,
+    'walker_params': walker_params,
+}
