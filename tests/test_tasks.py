@@ -319,3 +319,16 @@ def test_dynamics_tasks_change_the_simulated_trajectory(compiled):
     state = c.vstep(state, 0.5 * jnp.ones((3, c.family.action_size)))
   x = np.asarray(state.pipeline_state.q[:, :2])
   assert np.abs(x[0] - x[1]).max() > 1e-3 and np.abs(x[1] - x[2]).max() > 1e-3
+
+
+def test_same_key_same_rollout(compiled):
+  c = compiled('ant_dir')
+  task = _one(c.family.sample(_key(18), 1, 'train'))
+  runs = []
+  for _ in range(2):
+    state = c.reset(_key(19), task)
+    state = c.step(state, 0.3 * jnp.ones(c.family.action_size))
+    runs.append((state.obs, state.reward, state.pipeline_state.q))
+  chex.assert_trees_all_equal(*runs)
+  other = c.reset(_key(20), task)
+  assert not np.allclose(other.obs, c.reset(_key(19), task).obs)

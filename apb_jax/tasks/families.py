@@ -113,12 +113,12 @@ def _dynamics_samplers(n_body: int, n_dof: int):
   def in_distribution(rng, n):
     keys = jax.random.split(rng, len(shapes))
     return {k: _uniform(key, n, -2.0, 2.0, (size,))
-            for key, (k, size) in zip(keys, sorted(shapes.items()))}
+            for key, (k, size) in zip(keys, sorted(shapes.items()), strict=True)}
 
   def out_of_distribution(rng, n):
     keys = jax.random.split(rng, len(shapes))
     out = {}
-    for key, (k, size) in zip(keys, sorted(shapes.items())):
+    for key, (k, size) in zip(keys, sorted(shapes.items()), strict=True):
       k_mag, k_sign = jax.random.split(key)
       magnitude = _uniform(k_mag, n, 2.5, 3.0, (size,))
       sign = jnp.where(jax.random.bernoulli(k_sign, 0.5, (n, size)), 1.0, -1.0)
@@ -132,7 +132,8 @@ def _dynamics_samplers(n_body: int, n_dof: int):
 # -- builders ----------------------------------------------------------------
 def _scalar_samplers(key_name, train, ood):
   """Samplers for a scalar task parameter; `train`/`ood` are fn(rng, n)."""
-  wrap = lambda f: (lambda rng, n: {key_name: f(rng, n)})
+  def wrap(draw):
+    return lambda rng, n: {key_name: draw(rng, n)}
   return {'train': wrap(train), 'test_id': wrap(train), 'test_ood': wrap(ood)}
 
 
