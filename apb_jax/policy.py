@@ -77,14 +77,14 @@ class PolicyOutput(NamedTuple):
   action: jax.Array   # [..., action_size], in (-1, 1)
 
 
-def _dense_init(rng, fan_in, fan_out, gain):
+def dense_init(rng, fan_in, fan_out, gain):
   """Variance-scaling (fan-in, truncated normal) kernel and zero bias."""
   init = jax.nn.initializers.variance_scaling(gain, 'fan_in', 'truncated_normal')
   return {'kernel': init(rng, (fan_in, fan_out), jnp.float32),
           'bias': jnp.zeros((fan_out,), jnp.float32)}
 
 
-def _dense(p, x):
+def dense(p, x):
   return x @ p['kernel'] + p['bias']
 
 
@@ -97,7 +97,7 @@ def init_backbone(rng: jax.Array, config: PolicyConfig) -> Params:
   widths = config.widths
   keys = jax.random.split(rng, len(widths) - 1)
   return {
-      f'dense_{i}': _dense_init(k, widths[i], widths[i + 1], _gain(config))
+      f'dense_{i}': dense_init(k, widths[i], widths[i + 1], _gain(config))
       for i, k in enumerate(keys)
   }
 
@@ -115,8 +115,8 @@ def init_adapters(rng: jax.Array, obs_size: int, action_size: int,
         f'{action_size}; read them from family.obs_size/action_size.')
   k_in, k_out = jax.random.split(rng)
   return {
-      'in': _dense_init(k_in, obs_size, config.widths[0], 1.0),
-      'out': _dense_init(k_out, config.widths[-1], 2 * action_size, 1e-4),
+      'in': dense_init(k_in, obs_size, config.widths[0], 1.0),
+      'out': dense_init(k_out, config.widths[-1], 2 * action_size, 1e-4),
   }
 
 
@@ -134,7 +134,7 @@ def backbone_features(backbone: Params, z: jax.Array,
   g = ACTIVATIONS[activation]
   h = g(z)
   for i in range(len(backbone)):
-    h = g(_dense(backbone[f'dense_{i}'], h))
+    h = g(dense(backbone[f'dense_{i}'], h))
   return h
 
 
@@ -155,9 +155,9 @@ def apply(backbone: Params, adapters: Params, obs: jax.Array,
           config: PolicyConfig = PolicyConfig()) -> PolicyOutput:
   """Policy distribution for `obs: [..., obs_size]` (any leading axes)."""
   _check_fit(backbone, adapters)
-  z = _dense(adapters['in'], obs)
+  z = dense(adapters['in'], obs)
   h = backbone_features(backbone, z, config.activation)
-  loc, raw_scale = jnp.split(_dense(adapters['out'], h), 2, axis=-1)
+  loc, raw_scale = jnp.split(dense(adapters['out'], h), 2, axis=-1)
   scale = jax.nn.softplus(raw_scale) + config.min_scale
   return PolicyOutput(loc=loc, scale=scale, action=jnp.tanh(loc))
 

@@ -1,0 +1,64 @@
+"""Critics and the trainable view of the actor, for both trainability modes.
+
+Actor. The trainable actor tree is `{'adapters': ...}` in mode 'adapters'
+(the backbone is closed over: a constant of the compiled program, never an
+argument that gradients or optimisers see) and `{'backbone': ..., 'adapters':
+...}` in mode 'all'. `actor_apply(actor, obs)` hides the difference.
+
+Critic. Twin Q networks, `Q_j(s, a) = MLP_j([s, a])`, j = 1, 2, whose params
+are stacked on a leading axis of size 2 and applied with `jax.vmap`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from apb_jax import optim, policy
+from apb_jax.learners.config import LearnerConfig
+
+
+def trainable_actor(params, config: LearnerConfig):
+  """The leaves that train in `config.mode`, from full `{'backbone', 'adapters'}`."""
+  if config.mode == 'adapters':
+    return {'adapters': params['adapters']}
+  return {'backbone': params['backbone'], 'adapters': params['adapters']}
+
+
+def actor_apply(actor, obs, backbone, config: LearnerConfig) -> policy.PolicyOutput:
+  """Policy output for `obs: [..., obs_size]`; `backbone` is used in mode 'adapters'."""
+  return policy.apply(actor.get('backbone', backbone), actor['adapters'], obs,
+                      config.policy)
+
+
+def actor_optimizer(tx, config: LearnerConfig):
+  """`adapters_only(tx)` in mode 'adapters', `all_params(tx)` in mode 'all'."""
+  return optim.adapters_only(tx) if config.mode == 'adapters' else optim.all_params(tx)
+
+
+def init_critic(rng, obs_size: int, action_size: int, config: LearnerConfig):
+  """Twin critic params, each leaf with leading axis 2."""
+  widths = (obs_size + action_size, *config.critic_widths, 1)
+
+  def one(key):
+    keys = jax.random.split(key, len(widths) - 1)
+    return {f'dense_{i}': policy.dense_init(k, widths[i], widths[i + 1], 1.0 if i == len(widths) - 2 else 2.0)
+            for i, k in enumerate(keys)}
+
+  return jax.vmap(one)(jax.random.split(rng, 2))
+
+
+def critic_apply(critic, obs, action) -> jax.Array:
+  """Q values `[2, ...]` for `obs: [..., obs_size]`, `action: [..., action_size]`."""
+  x = jnp.concatenate([obs, action], axis=-1)
+
+  def one(params):
+    h = x
+    n = len(params)
+    for i in range(n):
+      h = policy.dense(params[f'dense_{i}'], h)
+      if i < n - 1:
+        h = jax.nn.relu(h)
+    return h[..., 0]
+
+  return jax.vmap(one)(critic)

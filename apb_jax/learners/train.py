@@ -1,0 +1,262 @@
+"""The off-policy train loop shared by SAC and TD3, vmapped over tasks.
+
+    trainer = make_train(config, family)
+    result = trainer.train(rng, tasks, init_params)        # curves [task, n_evals]
+
+Structure (PureJaxRL / brax.training style, with the host only at the edges):
+  * `_iteration` (one task): act in `num_envs` envs, store the transitions,
+    auto-reset finished envs, then `grad_updates_per_step` updates;
+  * `_chunk_one` (one task): `lax.scan` of `eval_every / num_envs` iterations,
+    then a deterministic evaluation; `chunk` is `jit(vmap(_chunk_one))` over
+    the task axis, the only compiled function of the loop;
+  * `train`: the Python loop over chunks, which only reports progress, calls
+    `progress_fn(env_steps, metrics)` and `checkpoint_fn(chunks_done, state,
+    curves)`, and can resume from a returned state.
+
+Shapes: `tasks` leaves `[K, ...]`; `init_params = {'backbone': unbatched,
+'adapters': leaves [K, ...]}`. Every leaf of the learner state carries the
+leading `[K]` axis; the backbone does not (it is shared and, in mode
+'adapters', frozen). All schedule counters (warm-up, TD3 delay, param-noise
+interval) are derived from the chunk index and the scan index, which are the
+same for every task, so their branches are real `lax.cond`s under the vmap.
+With several devices the task axis is sharded over a 1-D mesh (`sharding.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from apb_jax.learners import agents, exploration, normalizer, sharding
+from apb_jax.learners import replay as replay_lib
+from apb_jax.learners.config import LearnerConfig
+from apb_jax.progress import Progress
+
+
+@struct.dataclass
+class LearnerState:
+  """Everything one task's learner carries between chunks (leaves [K, ...] batched)."""
+
+  agent: agents.AgentState
+  noise: Optional[exploration.ParamNoise]   # None for action-space exploration
+  replay: replay_lib.Replay
+  env_state: Any                            # brax State, leaves [num_envs, ...]
+  task: Any
+  rng: jax.Array
+
+
+class TrainResult(NamedTuple):
+  state: LearnerState
+  curves: np.ndarray      # [K, n_evals] deterministic eval return
+  steps: np.ndarray       # [n_evals] env steps per task at each evaluation
+  metrics: dict           # name -> [K, n_chunks]
+  compile_s: float
+  run_s: float
+
+
+def _tile(tree, n):
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
+
+
+def _where(mask, new, old):
+  """Per-env select: `mask: [E]` picks leaves of `new` over `old`."""
+  def pick(a, b):
+    return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+  return jax.tree.map(pick, new, old)
+
+
+class Trainer:
+  """SAC or TD3 (per `config.algo`) on the tasks of one family."""
+
+  def __init__(self, config: LearnerConfig, family):
+    self.config = config
+    self.family = family
+    self.env = family.env
+    self.obs_size = family.obs_size
+    self.action_size = family.action_size
+    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(0, None, None)))
+    self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(0, None)))
+    self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, 0, None)))
+
+  # -- initial state -------------------------------------------------------------
+  def _init_one(self, rng, task, adapters, backbone) -> LearnerState:
+    c = self.config
+    k_agent, k_env, k_noise, k_loop = jax.random.split(rng, 4)
+    params = {'backbone': backbone, 'adapters': adapters}
+    agent = agents.init(k_agent, params, self.obs_size, self.action_size, c)
+    env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, c.num_envs),
+                                         _tile(task, c.num_envs))
+    example = agents.Transition(
+        obs=jnp.zeros(self.obs_size), action=jnp.zeros(self.action_size),
+        reward=jnp.zeros(()), next_obs=jnp.zeros(self.obs_size), terminal=jnp.zeros(()))
+    noise = (exploration.init(k_noise, agent.actor, c.param_noise_init)
+             if c.exploration == 'param' else None)
+    return LearnerState(agent=agent, noise=noise,
+                        replay=replay_lib.init(example, c.buffer_size),
+                        env_state=env_state, task=task, rng=k_loop)
+
+  def init(self, rng, tasks, init_params) -> LearnerState:
+    """Batched learner state for K tasks (see module docstring for shapes)."""
+    k = jax.tree.leaves(tasks)[0].shape[0]
+    adapters = init_params['adapters']
+    for leaf in jax.tree.leaves(adapters):
+      if leaf.ndim < 2 or leaf.shape[0] != k:
+        raise ValueError(
+            f'init_params["adapters"] needs a leading task axis of size {k} (got a leaf '
+            f'of shape {leaf.shape}); build them with jax.vmap(policy.init_adapters).')
+    tasks, adapters = sharding.shard_tasks((tasks, adapters))
+    rngs = sharding.shard_tasks(jax.random.split(rng, k))
+    backbone = sharding.replicate(init_params['backbone'])
+    return self._init(rngs, tasks, adapters, backbone)
+
+  # -- one iteration -------------------------------------------------------------
+  def _act(self, ls: LearnerState, obs_n, rng, backbone):
+    c = self.config
+    if c.exploration == 'param':
+      return agents.deterministic_action(ls.noise.perturbed, obs_n, backbone, c)
+    return agents.explore_action(rng, ls.agent, obs_n, backbone, c)
+
+  def _adapt_noise(self, ls: LearnerState, rng, backbone):
+    c = self.config
+    k_batch, k_perturb = jax.random.split(rng)
+    obs_n = agents.normalize(
+        ls.agent, replay_lib.sample(ls.replay, k_batch, c.batch_size).obs, c)
+    distance = exploration.action_distance(
+        agents.deterministic_action(ls.noise.perturbed, obs_n, backbone, c),
+        agents.deterministic_action(ls.agent.actor, obs_n, backbone, c))
+    return exploration.adapt(k_perturb, ls.noise, ls.agent.actor, distance,
+                             c.param_noise_target, c.param_noise_adapt)
+
+  def _iteration(self, ls: LearnerState, backbone, it):
+    c = self.config
+    rng, k_act, k_rand, k_reset, k_learn, k_noise = jax.random.split(ls.rng, 6)
+    obs = ls.env_state.obs
+    action = self._act(ls, agents.normalize(ls.agent, obs, c), k_act, backbone)
+    warm = it * c.num_envs < c.warmup_steps
+    action = jnp.where(warm, jax.random.uniform(k_rand, action.shape, minval=-1, maxval=1),
+                       action)
+    nstate = jax.vmap(self.env.step)(ls.env_state, action)
+    terminal = nstate.done * (1.0 - nstate.info['truncation'])
+    replay = replay_lib.insert(ls.replay, agents.Transition(
+        obs=obs, action=action, reward=nstate.reward, next_obs=nstate.obs, terminal=terminal))
+    agent = ls.agent
+    if c.normalize_obs:
+      agent = agent.replace(obs_stats=normalizer.update(agent.obs_stats, obs))
+    fresh = jax.vmap(self.env.reset)(jax.random.split(k_reset, c.num_envs),
+                                     _tile(ls.task, c.num_envs))
+    env_state = _where(nstate.done > 0, fresh, nstate)
+
+    def learn(agent):
+      def one(agent, j):
+        return agents.update(agent, replay, jax.random.fold_in(k_learn, j), backbone, c,
+                             it * c.grad_updates_per_step + j)
+      agent, m = jax.lax.scan(one, agent, jnp.arange(c.grad_updates_per_step))
+      return agent, jax.tree.map(jnp.mean, m)
+
+    def skip(agent):
+      zero = jnp.zeros(())
+      return agent, {'critic_loss': zero, 'actor_loss': zero, 'alpha': zero}
+
+    agent, metrics = jax.lax.cond(warm, skip, learn, agent)
+    noise = ls.noise
+    if c.exploration == 'param':
+      adapt_now = jnp.logical_and(jnp.logical_not(warm), it % c.param_noise_interval == 0)
+      noise = jax.lax.cond(adapt_now, lambda: self._adapt_noise(
+          ls.replace(agent=agent, replay=replay), k_noise, backbone), lambda: noise)
+      metrics['param_noise_sigma'] = noise.sigma
+      metrics['param_noise_distance'] = noise.distance
+    metrics['train_reward'] = jnp.mean(nstate.reward)
+    ls = LearnerState(agent=agent, noise=noise, replay=replay, env_state=env_state,
+                      task=ls.task, rng=rng)
+    return ls, metrics
+
+  # -- chunks and evaluation ---------------------------------------------------------
+  def _chunk_one(self, ls: LearnerState, backbone, chunk_index):
+    n = self.config.iterations_per_chunk
+
+    def body(ls, i):
+      return self._iteration(ls, backbone, chunk_index * n + i)
+
+    ls, metrics = jax.lax.scan(body, ls, jnp.arange(n))
+    metrics = {k: v[-1] if k.startswith('param_noise') else jnp.mean(v)
+               for k, v in metrics.items()}
+    metrics['eval_return'] = self._evaluate_one(ls, backbone)
+    return ls, metrics
+
+  def _evaluate_one(self, ls: LearnerState, backbone):
+    """Mean undiscounted return of the deterministic policy over eval_episodes."""
+    c = self.config
+    n = c.eval_episodes
+    rng = jax.random.fold_in(ls.rng, 1)   # does not advance the training stream
+    state = jax.vmap(self.env.reset)(jax.random.split(rng, n), _tile(ls.task, n))
+
+    def body(carry, _):
+      state, ret, alive = carry
+      action = agents.deterministic_action(
+          ls.agent.actor, agents.normalize(ls.agent, state.obs, c), backbone, c)
+      state = jax.vmap(self.env.step)(state, action)
+      return (state, ret + alive * state.reward, alive * (1.0 - state.done)), None
+
+    (_, ret, _), _ = jax.lax.scan(body, (state, jnp.zeros(n), jnp.ones(n)), None,
+                                  length=self.env.episode_length)
+    return jnp.mean(ret)
+
+  # -- the host loop -------------------------------------------------------------------
+  def train(self, rng, tasks, init_params, *,
+            progress_fn: Optional[Callable[[int, dict], None]] = None,
+            checkpoint_fn: Optional[Callable[[int, LearnerState, list], None]] = None,
+            resume: Optional[tuple] = None, show_progress: bool = True) -> TrainResult:
+    """Runs `config.num_chunks` chunks; `resume=(state, chunks_done, curves)`."""
+    c = self.config
+    backbone = sharding.replicate(init_params['backbone'])
+    start = time.perf_counter()
+    if resume is None:
+      state = self.init(rng, tasks, init_params)
+      done, curves, history = 0, [np.asarray(self.evaluate(state, backbone))], []
+    else:
+      state, done, curves = resume
+      curves, history = list(curves), []
+    compile_s = 0.0
+    progress = Progress(total=c.total_steps, label=f'{c.algo}/{c.mode}',
+                        enabled=show_progress)
+    progress.update(done * c.eval_every, float(np.mean(curves[-1])))
+    for chunk in range(done, c.num_chunks):
+      t0 = time.perf_counter()
+      state, metrics = self.chunk(state, backbone, chunk)
+      metrics = jax.device_get(metrics)
+      if chunk == done:
+        compile_s = time.perf_counter() - t0   # first call: compile + one chunk
+      _check_finite(metrics, chunk, c)
+      curves.append(np.asarray(metrics['eval_return']))
+      history.append(metrics)
+      steps = (chunk + 1) * c.eval_every
+      progress.update(steps, float(np.mean(metrics['eval_return'])))
+      if progress_fn is not None:
+        progress_fn(steps, metrics)
+      if checkpoint_fn is not None:
+        checkpoint_fn(chunk + 1, state, curves)
+    progress.close()
+    stacked = {k: np.stack([h[k] for h in history], axis=-1) for k in history[0]} if history else {}
+    return TrainResult(
+        state=state, curves=np.stack(curves, axis=-1),
+        steps=np.arange(len(curves)) * c.eval_every,
+        metrics=stacked, compile_s=compile_s, run_s=time.perf_counter() - start)
+
+
+def _check_finite(metrics, chunk, config):
+  for name in ('critic_loss', 'actor_loss', 'eval_return'):
+    bad = ~np.isfinite(np.asarray(metrics[name]))
+    if bad.any():
+      raise FloatingPointError(
+          f'{name} is not finite for task index {int(np.argmax(bad))} in chunk {chunk} '
+          f'(env steps {(chunk + 1) * config.eval_every}); lower the learning rates or '
+          'check the reward scale.')
+
+
+def make_train(config: LearnerConfig, family) -> Trainer:
+  return Trainer(config, family)

@@ -1,0 +1,89 @@
+"""Probe environments: tiny tasks that make RL tests fast and decisive.
+
+Each has the `TaskEnv` interface (`reset(rng, task)`, `step(state, action)`,
+task in `state.info['task']`, `done`/`truncation` conventions) so learners
+cannot tell them apart from Brax families. After Andy Jones' debugging probes
+and rejax, adapted to continuous actions in [-1, 1]:
+
+  constant    one step, obs 0, reward +1                 -> Q(s, a) = 1
+  observation one step, obs +-1 at random, reward = obs   -> Q depends on obs
+  action      one step, obs 0, reward = -(a - target)^2   -> actor finds target;
+              `target` is the task, so K tasks need K different adapters
+  discount    two steps, obs = step index, reward +1 at the end of step 2
+              -> Q(step 0) = gamma, Q(step 1) = 1
+
+Episodes end by termination (no truncation), so values do not bootstrap past
+the end.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from brax.envs.base import State
+
+from apb_jax.tasks.base import TaskFamily
+
+PROBES = ('constant', 'observation', 'action', 'discount')
+
+
+class ProbeEnv:
+  """One of PROBES; obs_size 1, action_size 1."""
+
+  action_size = 1
+  dt = 1.0
+  backend = 'probe'
+
+  def __init__(self, kind: str):
+    if kind not in PROBES:
+      raise ValueError(f'unknown probe {kind!r}; choose one of {list(PROBES)}.')
+    self.kind = kind
+    self.episode_length = 2 if kind == 'discount' else 1
+    self.sys_fn = None
+
+  def observation_shape(self, task):
+    del task
+    return (1,)
+
+  def _obs(self, rng, steps):
+    if self.kind == 'observation':
+      return jnp.where(jax.random.bernoulli(rng), 1.0, -1.0)[None]
+    if self.kind == 'discount':
+      return steps.astype(jnp.float32)[None]
+    return jnp.zeros((1,))
+
+  def reset(self, rng, task) -> State:
+    steps = jnp.zeros((), jnp.int32)
+    zero = jnp.zeros(())
+    return State(pipeline_state=None, obs=self._obs(rng, steps), reward=zero,
+                 done=zero, metrics={},
+                 info={'task': task, 'steps': steps, 'truncation': zero,
+                       'rng': rng})
+
+  def step(self, state: State, action: jax.Array) -> State:
+    steps = state.info['steps'] + 1
+    done = (steps >= self.episode_length).astype(jnp.float32)
+    if self.kind == 'constant':
+      reward = jnp.ones(())
+    elif self.kind == 'observation':
+      reward = state.obs[0]
+    elif self.kind == 'action':
+      reward = -jnp.square(action[0] - state.info['task']['target'])
+    else:
+      reward = done
+    rng, key = jax.random.split(state.info['rng'])
+    info = dict(state.info, steps=steps, truncation=jnp.zeros(()), rng=rng)
+    return state.replace(obs=self._obs(key, steps), reward=reward, done=done,
+                         info=info)
+
+
+def make_probe(kind: str) -> TaskFamily:
+  """A TaskFamily over probe `kind`; tasks carry `target` ~ U[-0.6, 0.6]."""
+
+  def sample(rng, n):
+    return {'target': jax.random.uniform(rng, (n,), minval=-0.6, maxval=0.6)}
+
+  return TaskFamily(
+      name=f'probe_{kind}', env=ProbeEnv(kind),
+      samplers={'train': sample, 'test_id': sample, 'test_ood': sample},
+      description={s: 'target ~ U[-0.6, 0.6]' for s in ('train', 'test_id', 'test_ood')})
