@@ -8,7 +8,7 @@ RUFF   := $(VENV)/bin/ruff
 export JAX_PLATFORMS ?= cpu
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test test-all lint bench-envs clean
+.PHONY: install test test-all lint bench bench-envs clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ $(RUFF): $(STAMP)
 
 lint: $(RUFF)
 	$(RUFF) check --select E,F,W,B --ignore E111,E114,E501 apb_jax experiments tests
+
+# Our SAC vs brax.training SAC at equal settings, and task scaling (K = 1, 8, 64).
+bench: install
+	$(PY) experiments/bench_learners.py --out=runs/bench/results.json
 
 # Per family: compile time of reset+step and vmapped env steps/s at K=1,16,128.
 bench-envs: install

@@ -102,12 +102,15 @@ def test_one_chunk_over_k_tasks_equals_k_single_task_chunks(algo):
   params = _init_params(K)
   state = trainer.init(_key(4), tasks, params)
   batched, metrics = trainer.chunk(state, params['backbone'], 0)
+  returns = trainer.evaluate(batched, params['backbone'])
   for i in range(K):
     one = jax.tree.map(lambda x, i=i: x[i:i + 1], state)
     single, single_metrics = trainer.chunk(one, params['backbone'], 0)
     chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i:i + 1], batched.agent),
                                 single.agent, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(metrics['eval_return'][i], single_metrics['eval_return'][0],
+    chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i], metrics),
+                                jax.tree.map(lambda x: x[0], single_metrics), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(returns[i], trainer.evaluate(single, params['backbone'])[0],
                                rtol=1e-5, atol=1e-6)
 
 

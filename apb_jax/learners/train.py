@@ -6,9 +6,11 @@
 Structure (PureJaxRL / brax.training style, with the host only at the edges):
   * `_iteration` (one task): act in `num_envs` envs, store the transitions,
     auto-reset finished envs, then `grad_updates_per_step` updates;
-  * `_chunk_one` (one task): `lax.scan` of `eval_every / num_envs` iterations,
-    then a deterministic evaluation; `chunk` is `jit(vmap(_chunk_one))` over
-    the task axis, the only compiled function of the loop;
+  * `_chunk_one` (one task): `lax.scan` of `eval_every / num_envs` iterations;
+    `chunk` is `jit(vmap(_chunk_one))` over the task axis;
+  * `evaluate`: `jit(vmap(_evaluate_one))`, the deterministic policy's mean
+    return over `eval_episodes` episodes per task, run after every chunk (and
+    once before training); compiled once, apart from the chunk;
   * `train`: the Python loop over chunks, which only reports progress, calls
     `progress_fn(env_steps, metrics)` and `checkpoint_fn(chunks_done, state,
     curves)`, and can resume from a returned state.
@@ -36,6 +38,8 @@ from apb_jax.learners import agents, exploration, normalizer, sharding
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners.config import LearnerConfig
 from apb_jax.progress import Progress
+
+TASK_AXIS = 'task'   # name of the vmapped task axis (for the auto-reset psum)
 
 
 @struct.dataclass
@@ -79,7 +83,8 @@ class Trainer:
     self.env = family.env
     self.obs_size = family.obs_size
     self.action_size = family.action_size
-    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(0, None, None)))
+    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(0, None, None),
+                                  axis_name=TASK_AXIS))
     self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(0, None)))
     self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, 0, None)))
 
@@ -147,9 +152,18 @@ class Trainer:
     agent = ls.agent
     if c.normalize_obs:
       agent = agent.replace(obs_stats=normalizer.update(agent.obs_stats, obs))
-    fresh = jax.vmap(self.env.reset)(jax.random.split(k_reset, c.num_envs),
-                                     _tile(ls.task, c.num_envs))
-    env_state = _where(nstate.done > 0, fresh, nstate)
+    # Auto-reset with fresh random starts. `psum` over the named task axis makes
+    # the predicate the same for every task, so this is a real branch: the
+    # (costly) reset runs only on iterations where some env of some task ended.
+    done = nstate.done > 0
+    any_done = jax.lax.psum(jnp.any(done).astype(jnp.int32), TASK_AXIS) > 0
+
+    def reset(nstate):
+      fresh = jax.vmap(self.env.reset)(jax.random.split(k_reset, c.num_envs),
+                                       _tile(ls.task, c.num_envs))
+      return _where(done, fresh, nstate)
+
+    env_state = jax.lax.cond(any_done, reset, lambda s: s, nstate)
 
     def learn(agent):
       def one(agent, j):
@@ -185,7 +199,6 @@ class Trainer:
     ls, metrics = jax.lax.scan(body, ls, jnp.arange(n))
     metrics = {k: v[-1] if k.startswith('param_noise') else jnp.mean(v)
                for k, v in metrics.items()}
-    metrics['eval_return'] = self._evaluate_one(ls, backbone)
     return ls, metrics
 
   def _evaluate_one(self, ls: LearnerState, backbone):
@@ -228,6 +241,7 @@ class Trainer:
     for chunk in range(done, c.num_chunks):
       t0 = time.perf_counter()
       state, metrics = self.chunk(state, backbone, chunk)
+      metrics['eval_return'] = self.evaluate(state, backbone)
       metrics = jax.device_get(metrics)
       if chunk == done:
         compile_s = time.perf_counter() - t0   # first call: compile + one chunk

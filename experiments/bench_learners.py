@@ -1,0 +1,255 @@
+r"""`make bench`: our SAC against brax.training's SAC, and task scaling.
+
+Measured in one process on one machine, written to `--out` (JSON) and printed:
+  sim_limit_sps  raw vmapped env steps/s of the family at the learner's batch
+                 (num_envs; and K * num_envs for each K of task_scaling);
+  sac_vs_brax    our SAC (mode 'all', random init) vs brax.training.agents.sac
+                 on the same Brax env and one fixed task, at equal settings:
+                 widths, batch size, parallel envs, updates per step, env
+                 steps, learning rate, discount, tau, replay sizes, eval envs;
+  task_scaling   our SAC in mode 'adapters' on K tasks in one jitted call.
+
+Timing, the same for both learners: wall-clock time is taken at every
+progress callback (one per eval). Steady steps/s = env steps between the
+second and the last callback / time between them (evaluation included for
+both); compile_s = time of the first interval - one steady interval.
+brax.training needs jax < 0.10 (google/brax#671); where it cannot run, the
+brax side is recorded as an error and the rest is still measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('family', 'cheetah_vel', 'Task family.')
+flags.DEFINE_integer('num_envs', 16, 'Parallel envs per task.')
+flags.DEFINE_integer('batch_size', 256, 'SGD batch size.')
+flags.DEFINE_integer('updates', 4, 'Gradient updates per env iteration (num_envs steps).')
+flags.DEFINE_list('widths', ['256', '256'], 'Actor and critic hidden widths.')
+flags.DEFINE_integer('steps', 24576, 'Env steps per task for sac_vs_brax.')
+flags.DEFINE_integer('num_evals', 7, 'Progress callbacks (evals) over the run.')
+flags.DEFINE_integer('eval_envs', 4, 'Eval episodes.')
+flags.DEFINE_list('ks', ['1', '8', '64'], 'Task counts for task_scaling.')
+flags.DEFINE_integer('scaling_steps', 3072, 'Env steps per task for task_scaling.')
+flags.DEFINE_integer('scaling_chunks', 3, 'Chunks (evals) in each task_scaling run.')
+flags.DEFINE_integer('seed', 0, 'Seed.')
+flags.DEFINE_bool('brax', True, 'Also run brax.training SAC.')
+flags.DEFINE_string('out', 'runs/bench/results.json', 'Output JSON.')
+
+
+def _steady(times, steps):
+  """(steady steps/s, compile_s) from callback wall times and env step counts."""
+  if len(times) < 3:
+    raise ValueError('need >= 3 progress callbacks; raise --num_evals.')
+  intervals = [b - a for a, b in zip(times[1:-1], times[2:], strict=True)]
+  sps = (steps[-1] - steps[1]) / (times[-1] - times[1])
+  return sps, max(0.0, (times[1] - times[0]) - statistics.median(intervals))
+
+
+def sim_limit(family, batch, n_steps=200, repeats=3):
+  import jax
+  env = family.env
+  tasks = family.sample(jax.random.PRNGKey(0), batch, 'train')
+  state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(1), batch), tasks)
+
+  @jax.jit
+  def rollout(state, rng):
+    def body(s, k):
+      a = jax.random.uniform(k, (batch, env.action_size), minval=-1, maxval=1)
+      return jax.vmap(env.step)(s, a), ()
+    return jax.lax.scan(body, state, jax.random.split(rng, n_steps))[0]
+
+  jax.block_until_ready(rollout(state, jax.random.PRNGKey(2)))
+  rates = []
+  for r in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(rollout(state, jax.random.PRNGKey(3 + r)))
+    rates.append(batch * n_steps / (time.perf_counter() - t))
+  return statistics.median(rates)
+
+
+def _learner_config(mode, total, eval_every, warmup):
+  from apb_jax.learners import LearnerConfig
+  from apb_jax.policy import PolicyConfig
+  widths = tuple(int(w) for w in FLAGS.widths)
+  return LearnerConfig(
+      algo='sac', mode=mode, policy=PolicyConfig(widths=widths), critic_widths=widths,
+      total_steps=total, num_envs=FLAGS.num_envs, eval_every=eval_every,
+      eval_episodes=FLAGS.eval_envs, warmup_steps=warmup,
+      grad_updates_per_step=FLAGS.updates, batch_size=FLAGS.batch_size,
+      buffer_size=max(total, FLAGS.batch_size), gamma=0.99, tau=0.005,
+      actor_lr=3e-4, critic_lr=3e-4, alpha_lr=3e-4, normalize_obs=True)
+
+
+def run_ours(family, tasks, mode, total, n_evals):
+  import jax
+
+  from apb_jax import policy
+  from apb_jax.learners import make_train
+  eval_every = total // n_evals
+  config = _learner_config(mode, total, eval_every, warmup=eval_every)
+  k = jax.tree.leaves(tasks)[0].shape[0]
+  params = {'backbone': policy.init_backbone(jax.random.PRNGKey(FLAGS.seed), config.policy),
+            'adapters': jax.vmap(lambda r: policy.init_adapters(
+                r, family.obs_size, family.action_size, config.policy))(
+                    jax.random.split(jax.random.PRNGKey(FLAGS.seed + 1), k))}
+  times, steps, returns = [time.perf_counter()], [0], []
+
+  def progress(step, metrics):
+    times.append(time.perf_counter())
+    steps.append(step)
+    returns.append(float(metrics['eval_return'].mean()))
+
+  trainer = make_train(config, family)
+  t0 = time.perf_counter()
+  trainer.train(jax.random.PRNGKey(FLAGS.seed + 2), tasks, params, progress_fn=progress,
+                show_progress=False)
+  logging.info('ours %s K=%d: %.1fs', mode, k, time.perf_counter() - t0)
+  sps, compile_s = _steady(times, steps)
+  return {'sps': sps * k, 'sps_per_task': sps, 'compile_s': compile_s,
+          'final_return': returns[-1], 'returns': returns, 'steps': steps[1:]}
+
+
+class FixedTaskEnv:
+  """Our family's Brax env and reward at one task, as a plain brax.envs.Env."""
+
+  def __new__(cls, task_env, task):
+    from brax.envs.base import Env
+
+    class _Env(Env):
+      def reset(self, rng):
+        return task_env.base.reset(rng)
+
+      def step(self, state, action):
+        nstate = task_env.base.step(state, action)
+        reward = task_env.reward_fn(state.pipeline_state, nstate.pipeline_state, action,
+                                    task, task_env.dt)
+        return nstate.replace(reward=reward)
+
+      @property
+      def observation_size(self):
+        return task_env.base.observation_size
+
+      @property
+      def action_size(self):
+        return task_env.action_size
+
+      @property
+      def backend(self):
+        return task_env.backend
+
+    return _Env()
+
+
+def run_brax(family, task, total, n_evals):
+  import jax
+  from brax.training.agents.sac import networks as sac_networks
+  from brax.training.agents.sac import train as brax_sac
+  widths = tuple(int(w) for w in FLAGS.widths)
+  env = FixedTaskEnv(family.env, jax.tree.map(lambda x: x[0], task))
+  times, steps, returns = [], [], []
+
+  def progress(step, metrics):
+    times.append(time.perf_counter())
+    steps.append(step)
+    returns.append(float(metrics['eval/episode_reward']))
+
+  eval_every = total // n_evals
+  t0 = time.perf_counter()
+  brax_sac.train(
+      environment=env, num_timesteps=total, episode_length=family.episode_length,
+      num_envs=FLAGS.num_envs, num_eval_envs=FLAGS.eval_envs, learning_rate=3e-4,
+      discounting=0.99, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
+      num_evals=n_evals + 1, normalize_observations=True, reward_scaling=1.0, tau=0.005,
+      min_replay_size=eval_every, max_replay_size=max(total, FLAGS.batch_size),
+      grad_updates_per_step=FLAGS.updates, deterministic_eval=True,
+      network_factory=lambda *a, **kw: sac_networks.make_sac_networks(
+          *a, hidden_layer_sizes=widths, **kw),
+      progress_fn=progress)
+  logging.info('brax: %.1fs', time.perf_counter() - t0)
+  sps, compile_s = _steady(times, steps)
+  return {'sps': sps, 'compile_s': compile_s, 'final_return': returns[-1],
+          'returns': returns, 'steps': steps}
+
+
+def main(argv):
+  del argv
+  import jax
+
+  from apb_jax import tasks as tasks_lib
+  family = tasks_lib.make(FLAGS.family)
+  one_task = family.sample(jax.random.PRNGKey(100), 1, 'train')
+  results = {
+      'device': str(jax.devices()[0]), 'platform': jax.default_backend(),
+      'device_count': jax.device_count(), 'jax': jax.__version__, 'cpu_count': os.cpu_count(),
+      'settings': {k: FLAGS[k].value for k in (
+          'family', 'num_envs', 'batch_size', 'updates', 'widths', 'steps', 'num_evals',
+          'eval_envs', 'ks', 'scaling_steps', 'scaling_chunks', 'seed')},
+      'task': {k: v.tolist() for k, v in one_task.items()},
+  }
+  results['sim_limit_sps'] = {'batch': FLAGS.num_envs,
+                              'sps': sim_limit(family, FLAGS.num_envs)}
+  logging.info('sim limit: %.0f env steps/s', results['sim_limit_sps']['sps'])
+
+  ours = run_ours(family, one_task, 'all', FLAGS.steps, FLAGS.num_evals)
+  entry = {'ours_sps': ours['sps'], 'ours_return': ours['final_return'],
+           'ours_compile_s': ours['compile_s'], 'ours_curve': ours['returns']}
+  if FLAGS.brax:
+    try:
+      theirs = run_brax(family, one_task, FLAGS.steps, FLAGS.num_evals)
+      entry.update(brax_sps=theirs['sps'], brax_return=theirs['final_return'],
+                   brax_compile_s=theirs['compile_s'], brax_curve=theirs['returns'],
+                   ratio=ours['sps'] / theirs['sps'])
+    except Exception as e:  # noqa: BLE001 -- e.g. brax.training on jax >= 0.10
+      entry['brax_error'] = f'{type(e).__name__}: {e}'.splitlines()[0][:300]
+      logging.warning('brax.training failed: %s', entry['brax_error'])
+  results['sac_vs_brax'] = entry
+
+  scaling = {}
+  for k in (int(x) for x in FLAGS.ks):
+    tasks = family.sample(jax.random.PRNGKey(200), k, 'train')
+    r = run_ours(family, tasks, 'adapters', FLAGS.scaling_steps, FLAGS.scaling_chunks)
+    scaling[str(k)] = {'sps': r['sps'], 'compile_s': r['compile_s'],
+                       'sim_limit_sps': sim_limit(family, k * FLAGS.num_envs)}
+    logging.info('K=%d: %.0f aggregate env steps/s', k, r['sps'])
+  base = scaling[str(int(FLAGS.ks[0]))]['sps']
+  for v in scaling.values():
+    v['speedup_vs_first'] = v['sps'] / base
+  results['task_scaling'] = scaling
+
+  os.makedirs(os.path.dirname(FLAGS.out) or '.', exist_ok=True)
+  with open(FLAGS.out, 'w') as f:
+    json.dump(results, f, indent=2)
+  print(_table(results))
+  print(f'wrote {FLAGS.out}')
+
+
+def _table(r):
+  e = r['sac_vs_brax']
+  lines = [f"bench on {r['device']} x{r['device_count']} (jax {r['jax']}), family "
+           f"{r['settings']['family']}, num_envs {r['settings']['num_envs']}, batch "
+           f"{r['settings']['batch_size']}, updates/step {r['settings']['updates']}",
+           f"sim limit (batch {r['sim_limit_sps']['batch']}): {r['sim_limit_sps']['sps']:.0f} env steps/s",
+           f"{'':10s} {'steps/s':>10s} {'compile s':>10s} {'final return':>13s}",
+           f"{'ours SAC':10s} {e['ours_sps']:10.0f} {e['ours_compile_s']:10.1f} {e['ours_return']:13.1f}"]
+  if 'brax_sps' in e:
+    lines.append(f"{'brax SAC':10s} {e['brax_sps']:10.0f} {e['brax_compile_s']:10.1f} "
+                 f"{e['brax_return']:13.1f}")
+    lines.append(f"ratio ours/brax: {e['ratio']:.2f}")
+  else:
+    lines.append(f"brax SAC: not run ({e.get('brax_error', 'disabled')})")
+  lines.append(f"{'K tasks':10s} {'agg steps/s':>12s} {'x K=first':>10s} {'compile s':>10s} {'sim limit':>10s}")
+  for k, v in r['task_scaling'].items():
+    lines.append(f"{k:10s} {v['sps']:12.0f} {v['speedup_vs_first']:10.2f} {v['compile_s']:10.1f} "
+                 f"{v['sim_limit_sps']:10.0f}")
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  app.run(main)
