@@ -7,7 +7,9 @@ Measured in one process on one machine, written to `--out` (JSON) and printed:
                  on the same Brax env and one fixed task, at equal settings:
                  widths, batch size, parallel envs, updates per step, env
                  steps, learning rate, discount, tau, replay sizes, eval envs;
-  task_scaling   our SAC in mode 'adapters' on K tasks in one jitted call.
+  task_scaling   our SAC in mode 'adapters' on K tasks in one jitted call:
+                 aggregate env steps/s of the training chunk alone (median of
+                 `--scaling_repeats` timed chunks after a first, compiling one).
 
 Timing, the same for both learners: wall-clock time is taken at every
 progress callback (one per eval). Steady steps/s = env steps between the
@@ -33,11 +35,12 @@ flags.DEFINE_integer('batch_size', 256, 'SGD batch size.')
 flags.DEFINE_integer('updates', 4, 'Gradient updates per env iteration (num_envs steps).')
 flags.DEFINE_list('widths', ['256', '256'], 'Actor and critic hidden widths.')
 flags.DEFINE_integer('steps', 24576, 'Env steps per task for sac_vs_brax.')
-flags.DEFINE_integer('num_evals', 7, 'Progress callbacks (evals) over the run.')
+flags.DEFINE_integer('num_evals', 6, 'Evals over the run; steps / num_evals must be a multiple of num_envs.')
 flags.DEFINE_integer('eval_envs', 4, 'Eval episodes.')
 flags.DEFINE_list('ks', ['1', '8', '64'], 'Task counts for task_scaling.')
-flags.DEFINE_integer('scaling_steps', 3072, 'Env steps per task for task_scaling.')
-flags.DEFINE_integer('scaling_chunks', 3, 'Chunks (evals) in each task_scaling run.')
+flags.DEFINE_integer('scaling_chunk', 512, 'Env steps per task in one timed task_scaling chunk.')
+flags.DEFINE_integer('scaling_repeats', 3, 'Timed chunks per K (median reported).')
+flags.DEFINE_integer('repeats', 2, 'Runs of each learner in sac_vs_brax (alternating; medians).')
 flags.DEFINE_integer('seed', 0, 'Seed.')
 flags.DEFINE_bool('brax', True, 'Also run brax.training SAC.')
 flags.DEFINE_string('out', 'runs/bench/results.json', 'Output JSON.')
@@ -87,18 +90,24 @@ def _learner_config(mode, total, eval_every, warmup):
       actor_lr=3e-4, critic_lr=3e-4, alpha_lr=3e-4, normalize_obs=True)
 
 
-def run_ours(family, tasks, mode, total, n_evals):
+def _init_params(family, config, k, seed):
   import jax
 
   from apb_jax import policy
+  return {'backbone': policy.init_backbone(jax.random.PRNGKey(seed), config.policy),
+          'adapters': jax.vmap(lambda r: policy.init_adapters(
+              r, family.obs_size, family.action_size, config.policy))(
+                  jax.random.split(jax.random.PRNGKey(seed + 1), k))}
+
+
+def run_ours(family, tasks, mode, total, n_evals, seed):
+  import jax
+
   from apb_jax.learners import make_train
   eval_every = total // n_evals
   config = _learner_config(mode, total, eval_every, warmup=eval_every)
   k = jax.tree.leaves(tasks)[0].shape[0]
-  params = {'backbone': policy.init_backbone(jax.random.PRNGKey(FLAGS.seed), config.policy),
-            'adapters': jax.vmap(lambda r: policy.init_adapters(
-                r, family.obs_size, family.action_size, config.policy))(
-                    jax.random.split(jax.random.PRNGKey(FLAGS.seed + 1), k))}
+  params = _init_params(family, config, k, seed)
   times, steps, returns = [time.perf_counter()], [0], []
 
   def progress(step, metrics):
@@ -108,12 +117,34 @@ def run_ours(family, tasks, mode, total, n_evals):
 
   trainer = make_train(config, family)
   t0 = time.perf_counter()
-  trainer.train(jax.random.PRNGKey(FLAGS.seed + 2), tasks, params, progress_fn=progress,
+  trainer.train(jax.random.PRNGKey(seed + 2), tasks, params, progress_fn=progress,
                 show_progress=False)
   logging.info('ours %s K=%d: %.1fs', mode, k, time.perf_counter() - t0)
   sps, compile_s = _steady(times, steps)
   return {'sps': sps * k, 'sps_per_task': sps, 'compile_s': compile_s,
           'final_return': returns[-1], 'returns': returns, 'steps': steps[1:]}
+
+
+def scaling_run(family, k):
+  """Aggregate env steps/s of the adapters-mode training chunk over K tasks."""
+  import jax
+
+  from apb_jax.learners import make_train
+  n = FLAGS.scaling_repeats + 1
+  config = _learner_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk, warmup=0)
+  trainer = make_train(config, family)
+  params = _init_params(family, config, k, FLAGS.seed)
+  state = trainer.init(jax.random.PRNGKey(FLAGS.seed), family.sample(
+      jax.random.PRNGKey(200), k, 'train'), params)
+  walls = []
+  for chunk in range(n):
+    t = time.perf_counter()
+    state, metrics = trainer.chunk(state, params['backbone'], chunk)
+    jax.block_until_ready(metrics)
+    walls.append(time.perf_counter() - t)
+  steady = statistics.median(walls[1:])
+  return {'sps': k * FLAGS.scaling_chunk / steady, 'compile_s': max(0.0, walls[0] - steady),
+          'chunk_walls_s': walls}
 
 
 class FixedTaskEnv:
@@ -147,7 +178,7 @@ class FixedTaskEnv:
     return _Env()
 
 
-def run_brax(family, task, total, n_evals):
+def run_brax(family, task, total, n_evals, seed):
   import jax
   from brax.training.agents.sac import networks as sac_networks
   from brax.training.agents.sac import train as brax_sac
@@ -165,7 +196,7 @@ def run_brax(family, task, total, n_evals):
   brax_sac.train(
       environment=env, num_timesteps=total, episode_length=family.episode_length,
       num_envs=FLAGS.num_envs, num_eval_envs=FLAGS.eval_envs, learning_rate=3e-4,
-      discounting=0.99, seed=FLAGS.seed, batch_size=FLAGS.batch_size,
+      discounting=0.99, seed=seed, batch_size=FLAGS.batch_size,
       num_evals=n_evals + 1, normalize_observations=True, reward_scaling=1.0, tau=0.005,
       min_replay_size=eval_every, max_replay_size=max(total, FLAGS.batch_size),
       grad_updates_per_step=FLAGS.updates, deterministic_eval=True,
@@ -190,34 +221,44 @@ def main(argv):
       'device_count': jax.device_count(), 'jax': jax.__version__, 'cpu_count': os.cpu_count(),
       'settings': {k: FLAGS[k].value for k in (
           'family', 'num_envs', 'batch_size', 'updates', 'widths', 'steps', 'num_evals',
-          'eval_envs', 'ks', 'scaling_steps', 'scaling_chunks', 'seed')},
+          'eval_envs', 'ks', 'scaling_chunk', 'scaling_repeats', 'repeats', 'seed')},
       'task': {k: v.tolist() for k, v in one_task.items()},
   }
   results['sim_limit_sps'] = {'batch': FLAGS.num_envs,
                               'sps': sim_limit(family, FLAGS.num_envs)}
   logging.info('sim limit: %.0f env steps/s', results['sim_limit_sps']['sps'])
 
-  ours = run_ours(family, one_task, 'all', FLAGS.steps, FLAGS.num_evals)
-  entry = {'ours_sps': ours['sps'], 'ours_return': ours['final_return'],
-           'ours_compile_s': ours['compile_s'], 'ours_curve': ours['returns']}
-  if FLAGS.brax:
-    try:
-      theirs = run_brax(family, one_task, FLAGS.steps, FLAGS.num_evals)
-      entry.update(brax_sps=theirs['sps'], brax_return=theirs['final_return'],
-                   brax_compile_s=theirs['compile_s'], brax_curve=theirs['returns'],
-                   ratio=ours['sps'] / theirs['sps'])
-    except Exception as e:  # noqa: BLE001 -- e.g. brax.training on jax >= 0.10
-      entry['brax_error'] = f'{type(e).__name__}: {e}'.splitlines()[0][:300]
-      logging.warning('brax.training failed: %s', entry['brax_error'])
+  runs = {'ours': [], 'brax': []}
+  brax_error = None
+  for r in range(FLAGS.repeats):   # alternate, so drifts in machine load hit both
+    runs['ours'].append(run_ours(family, one_task, 'all', FLAGS.steps, FLAGS.num_evals,
+                                 seed=FLAGS.seed + r))
+    if FLAGS.brax and brax_error is None:
+      try:
+        runs['brax'].append(run_brax(family, one_task, FLAGS.steps, FLAGS.num_evals,
+                                     seed=FLAGS.seed + r))
+      except Exception as e:  # noqa: BLE001 -- e.g. brax.training on jax >= 0.10
+        brax_error = f'{type(e).__name__}: {e}'.splitlines()[0][:300]
+        logging.warning('brax.training failed: %s', brax_error)
+
+  def med(name, key):
+    return statistics.median(x[key] for x in runs[name])
+
+  entry = {'ours_sps': med('ours', 'sps'), 'ours_return': med('ours', 'final_return'),
+           'ours_compile_s': med('ours', 'compile_s'), 'ours_runs': runs['ours']}
+  if runs['brax']:
+    entry.update(brax_sps=med('brax', 'sps'), brax_return=med('brax', 'final_return'),
+                 brax_compile_s=med('brax', 'compile_s'), brax_runs=runs['brax'],
+                 ratio=entry['ours_sps'] / med('brax', 'sps'))
+  if brax_error:
+    entry['brax_error'] = brax_error
   results['sac_vs_brax'] = entry
 
   scaling = {}
   for k in (int(x) for x in FLAGS.ks):
-    tasks = family.sample(jax.random.PRNGKey(200), k, 'train')
-    r = run_ours(family, tasks, 'adapters', FLAGS.scaling_steps, FLAGS.scaling_chunks)
-    scaling[str(k)] = {'sps': r['sps'], 'compile_s': r['compile_s'],
-                       'sim_limit_sps': sim_limit(family, k * FLAGS.num_envs)}
-    logging.info('K=%d: %.0f aggregate env steps/s', k, r['sps'])
+    scaling[str(k)] = dict(scaling_run(family, k),
+                           sim_limit_sps=sim_limit(family, k * FLAGS.num_envs))
+    logging.info('K=%d: %.0f aggregate env steps/s', k, scaling[str(k)]['sps'])
   base = scaling[str(int(FLAGS.ks[0]))]['sps']
   for v in scaling.values():
     v['speedup_vs_first'] = v['sps'] / base
@@ -244,6 +285,7 @@ def _table(r):
     lines.append(f"ratio ours/brax: {e['ratio']:.2f}")
   else:
     lines.append(f"brax SAC: not run ({e.get('brax_error', 'disabled')})")
+  lines.append('(medians of {} alternating runs each)'.format(r['settings']['repeats']))
   lines.append(f"{'K tasks':10s} {'agg steps/s':>12s} {'x K=first':>10s} {'compile s':>10s} {'sim limit':>10s}")
   for k, v in r['task_scaling'].items():
     lines.append(f"{k:10s} {v['sps']:12.0f} {v['speedup_vs_first']:10.2f} {v['compile_s']:10.1f} "

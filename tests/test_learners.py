@@ -183,3 +183,22 @@ def test_task_axis_sharded_over_two_devices_equals_single_device():
   assert (one['devices'], two['devices'], two['shards']) == (1, 2, 2)
   np.testing.assert_allclose(two['curves'], one['curves'], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(two['kernel'], one['kernel'], rtol=1e-4, atol=1e-5)
+
+
+def test_checkpoint_hook_and_resume_reproduce_the_uninterrupted_run():
+  config = PROBE.replace(total_steps=1536, eval_every=512, warmup_steps=128)
+  family = make_probe('observation')
+  tasks = family.sample(_key(0), 2, 'train')
+  params = _init_params(2)
+  trainer = make_train(config, family)
+  saved = {}
+
+  def checkpoint(chunks_done, state, curves):
+    saved[chunks_done] = (state, chunks_done, list(curves))
+
+  full = trainer.train(_key(3), tasks, params, checkpoint_fn=checkpoint, show_progress=False)
+  assert sorted(saved) == [1, 2, 3]
+  resumed = trainer.train(_key(3), tasks, params, resume=saved[1], show_progress=False)
+  np.testing.assert_array_equal(resumed.curves, full.curves)
+  np.testing.assert_array_equal(resumed.steps, full.steps)
+  chex.assert_trees_all_equal(resumed.state.agent, full.state.agent)

@@ -181,9 +181,24 @@ def td3_update(agent: AgentState, batch: Transition, rng, backbone,
 UPDATES = {'sac': sac_update, 'td3': td3_update}
 
 
-def update(agent, buffer: replay_lib.Replay, rng, backbone, config: LearnerConfig,
-           update_index):
-  """Samples a batch from `buffer` and applies one update of `config.algo`."""
-  k_batch, k_update = jax.random.split(rng)
-  batch = replay_lib.sample(buffer, k_batch, config.batch_size)
-  return UPDATES[config.algo](agent, batch, k_update, backbone, config, update_index)
+def sample_batches(buffer: replay_lib.Replay, rng, config: LearnerConfig) -> Transition:
+  """`grad_updates_per_step` batches, drawn with one gather: leaves [G, B, ...]."""
+  g, b = config.grad_updates_per_step, config.batch_size
+  return jax.tree.map(lambda x: x.reshape(g, b, *x.shape[1:]),
+                      replay_lib.sample(buffer, rng, g * b))
+
+
+def updates(agent, batches: Transition, rng, backbone, config: LearnerConfig, first_index):
+  """One update of `config.algo` per batch of `batches` (leaves [G, B, ...]).
+
+  Returns the new agent and the metrics averaged over the updates.
+  """
+
+  def one(agent, inputs):
+    j, batch = inputs
+    return UPDATES[config.algo](agent, batch, jax.random.fold_in(rng, j), backbone,
+                                config, first_index + j)
+
+  g = jax.tree.leaves(batches)[0].shape[0]
+  agent, metrics = jax.lax.scan(one, agent, (jnp.arange(g), batches))
+  return agent, jax.tree.map(jnp.mean, metrics)

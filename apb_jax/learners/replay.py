@@ -34,11 +34,21 @@ def capacity(buffer: Replay) -> int:
 
 
 def insert(buffer: Replay, batch: Any) -> Replay:
-  """Writes `batch` (leaves `[n, ...]`, n <= capacity) at the ring position."""
+  """Writes `batch` (leaves `[n, ...]`, n <= capacity) at the ring position.
+
+  When the capacity is a multiple of n (as the learners arrange), a write never
+  wraps and is one in-place `dynamic_update_slice` per leaf; otherwise a scatter.
+  """
   cap = capacity(buffer)
   n = jax.tree.leaves(batch)[0].shape[0]
-  idx = (buffer.position + jnp.arange(n)) % cap
-  data = jax.tree.map(lambda d, b: d.at[idx].set(b), buffer.data, batch)
+  if cap % n == 0:
+    def write(d, b):
+      return jax.lax.dynamic_update_slice_in_dim(d, b.astype(d.dtype), buffer.position, 0)
+  else:
+    idx = (buffer.position + jnp.arange(n)) % cap
+    def write(d, b):
+      return d.at[idx].set(b)
+  data = jax.tree.map(write, buffer.data, batch)
   return Replay(data=data, position=(buffer.position + n) % cap,
                 size=jnp.minimum(buffer.size + n, cap))
 

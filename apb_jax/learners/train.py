@@ -63,6 +63,10 @@ class TrainResult(NamedTuple):
   run_s: float
 
 
+def _round_up(x, multiple):
+  return -(-x // multiple) * multiple
+
+
 def _tile(tree, n):
   return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
 
@@ -102,7 +106,7 @@ class Trainer:
     noise = (exploration.init(k_noise, agent.actor, c.param_noise_init)
              if c.exploration == 'param' else None)
     return LearnerState(agent=agent, noise=noise,
-                        replay=replay_lib.init(example, c.buffer_size),
+                        replay=replay_lib.init(example, _round_up(c.buffer_size, c.num_envs)),
                         env_state=env_state, task=task, rng=k_loop)
 
   def init(self, rng, tasks, init_params) -> LearnerState:
@@ -165,12 +169,14 @@ class Trainer:
 
     env_state = jax.lax.cond(any_done, reset, lambda s: s, nstate)
 
+    # Batches are drawn outside the branch: passing the whole replay buffer into
+    # a lax.cond makes XLA:CPU copy it on every iteration.
+    k_batch, k_learn = jax.random.split(k_learn)
+    batches = agents.sample_batches(replay, k_batch, c)
+
     def learn(agent):
-      def one(agent, j):
-        return agents.update(agent, replay, jax.random.fold_in(k_learn, j), backbone, c,
-                             it * c.grad_updates_per_step + j)
-      agent, m = jax.lax.scan(one, agent, jnp.arange(c.grad_updates_per_step))
-      return agent, jax.tree.map(jnp.mean, m)
+      return agents.updates(agent, batches, k_learn, backbone, c,
+                            it * c.grad_updates_per_step)
 
     def skip(agent):
       zero = jnp.zeros(())

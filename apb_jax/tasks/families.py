@@ -130,53 +130,45 @@ def _dynamics_samplers(n_body: int, n_dof: int):
 
 
 # -- builders ----------------------------------------------------------------
-def _scalar_samplers(key_name, train, ood):
-  """Samplers for a scalar task parameter; `train`/`ood` are fn(rng, n)."""
+def _reward_family(name, robot, reward_fn, key, train, ood, train_text, ood_text,
+                   backend, episode_length, **env_kwargs):
+  """A family whose task is one parameter `key` of the reward.
+
+  `train` / `ood` draw `[n, ...]` values: fn(rng, n). test_id uses `train`.
+  """
+  base = brax_envs.get_environment(robot, backend=backend, **env_kwargs)
+
   def wrap(draw):
-    return lambda rng, n: {key_name: draw(rng, n)}
-  return {'train': wrap(train), 'test_id': wrap(train), 'test_ood': wrap(ood)}
+    return lambda rng, n: {key: draw(rng, n)}
+
+  return TaskFamily(
+      name=name, env=TaskEnv(base, reward_fn, episode_length),
+      samplers={'train': wrap(train), 'test_id': wrap(train), 'test_ood': wrap(ood)},
+      description={'train': train_text, 'test_id': train_text, 'test_ood': ood_text})
 
 
 def cheetah_vel(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
-  base = brax_envs.get_environment('halfcheetah', backend=backend)
-  return TaskFamily(
-      name='cheetah_vel',
-      env=TaskEnv(base, cheetah_vel_reward, episode_length),
-      samplers=_scalar_samplers(
-          'velocity', lambda r, n: _uniform(r, n, 0.0, 2.0),
-          lambda r, n: _uniform(r, n, 2.5, 3.5)),
-      description={'train': 'v* ~ U[0, 2]', 'test_id': 'v* ~ U[0, 2]',
-                   'test_ood': 'v* ~ U[2.5, 3.5]'},
-  )
+  return _reward_family(
+      'cheetah_vel', 'halfcheetah', cheetah_vel_reward, 'velocity',
+      lambda r, n: _uniform(r, n, 0.0, 2.0), lambda r, n: _uniform(r, n, 2.5, 3.5),
+      'v* ~ U[0, 2]', 'v* ~ U[2.5, 3.5]', backend, episode_length)
 
 
 def cheetah_dir(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
-  base = brax_envs.get_environment('halfcheetah', backend=backend)
-  return TaskFamily(
-      name='cheetah_dir',
-      env=TaskEnv(base, cheetah_dir_reward, episode_length),
-      samplers=_scalar_samplers(
-          'direction', lambda r, n: jnp.ones((n,)),
-          lambda r, n: -jnp.ones((n,))),
-      description={'train': 'd = +1', 'test_id': 'd = +1',
-                   'test_ood': 'd = -1'},
-  )
+  return _reward_family(
+      'cheetah_dir', 'halfcheetah', cheetah_dir_reward, 'direction',
+      lambda r, n: jnp.ones((n,)), lambda r, n: -jnp.ones((n,)),
+      'd = +1', 'd = -1', backend, episode_length)
 
 
 def ant_dir(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
-  base = brax_envs.get_environment(
-      'ant', backend=backend, healthy_z_range=(0.2, 1.0),
-      terminate_when_unhealthy=True)
   pi = math.pi
-  return TaskFamily(
-      name='ant_dir',
-      env=TaskEnv(base, ant_dir_reward, episode_length),
-      samplers=_scalar_samplers(
-          'angle', lambda r, n: _uniform(r, n, -pi / 2, pi / 2),
-          lambda r, n: _uniform(r, n, 3 * pi / 4, 5 * pi / 4)),
-      description={'train': 't ~ U[-pi/2, pi/2]', 'test_id': 't ~ U[-pi/2, pi/2]',
-                   'test_ood': 't ~ U[3pi/4, 5pi/4]'},
-  )
+  return _reward_family(
+      'ant_dir', 'ant', ant_dir_reward, 'angle',
+      lambda r, n: _uniform(r, n, -pi / 2, pi / 2),
+      lambda r, n: _uniform(r, n, 3 * pi / 4, 5 * pi / 4),
+      't ~ U[-pi/2, pi/2]', 't ~ U[3pi/4, 5pi/4]', backend, episode_length,
+      healthy_z_range=(0.2, 1.0), terminate_when_unhealthy=True)
 
 
 def _planar_goal(rng, n, r_min, r_max):
@@ -188,19 +180,12 @@ def _planar_goal(rng, n, r_min, r_max):
 
 
 def ant_goal(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
-  base = brax_envs.get_environment(
-      'ant', backend=backend, terminate_when_unhealthy=False,
+  return _reward_family(
+      'ant_goal', 'ant', ant_goal_reward, 'goal',
+      lambda r, n: _planar_goal(r, n, 0.0, 2.5), lambda r, n: _planar_goal(r, n, 3.0, 4.0),
+      'g uniform on the disk r <= 2.5', 'g uniform on the annulus 3 <= r <= 4',
+      backend, episode_length, terminate_when_unhealthy=False,
       exclude_current_positions_from_observation=False)
-  return TaskFamily(
-      name='ant_goal',
-      env=TaskEnv(base, ant_goal_reward, episode_length),
-      samplers=_scalar_samplers(
-          'goal', lambda r, n: _planar_goal(r, n, 0.0, 2.5),
-          lambda r, n: _planar_goal(r, n, 3.0, 4.0)),
-      description={'train': 'g uniform on the disk r <= 2.5',
-                   'test_id': 'g uniform on the disk r <= 2.5',
-                   'test_ood': 'g uniform on the annulus 3 <= r <= 4'},
-  )
 
 
 def _dynamics_family(name, robot, backend, episode_length):
