@@ -4,7 +4,8 @@ For each family it measures
   * `compile_s`: lowering + compiling jit(reset) and jit(step) for one env
     (the persistent compilation cache is off here, so this is a cold compile);
   * for each K, a jitted `lax.scan` of `--steps` vmapped steps over K tasks
-    (one env per task, uniform random actions): its compile seconds and the
+    (one env per task, uniform random actions, auto-reset of ended episodes
+    as in the learners): its compile seconds and the
     median env steps/s (K * steps / wall time) over `--repeats` timed runs,
     each from a fresh reset.
 
@@ -42,6 +43,7 @@ def bench_family(name, ks, steps, repeats, backend):
   import jax.numpy as jnp
 
   from apb_jax import tasks
+  from apb_jax.tasks.base import reset_done
 
   family = tasks.make(name, backend=backend)
   env = family.env
@@ -56,9 +58,12 @@ def bench_family(name, ks, steps, repeats, backend):
 
   def rollout(state, rng):
     def body(state, key):
-      action = jax.random.uniform(key, (state.obs.shape[0], env.action_size),
+      k_act, k_reset = jax.random.split(key)
+      action = jax.random.uniform(k_act, (state.obs.shape[0], env.action_size),
                                   minval=-1.0, maxval=1.0)
-      return jax.vmap(env.step)(state, action), ()
+      # Auto-reset as the learners do: without it, fallen robots sink through
+      # the floor (Brax torsos do not collide with it) and step unrealistically fast.
+      return reset_done(env, jax.vmap(env.step)(state, action), k_reset), ()
     return jax.lax.scan(body, state, jax.random.split(rng, steps))[0]
 
   for k in ks:

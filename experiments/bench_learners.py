@@ -56,16 +56,20 @@ def _steady(times, steps):
 
 
 def sim_limit(family, batch, n_steps=200, repeats=3):
+  """Random-action env steps/s at `batch` envs, with the learners' auto-reset."""
   import jax
+
+  from apb_jax.tasks.base import reset_done
   env = family.env
   tasks = family.sample(jax.random.PRNGKey(0), batch, 'train')
   state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(1), batch), tasks)
 
   @jax.jit
   def rollout(state, rng):
-    def body(s, k):
-      a = jax.random.uniform(k, (batch, env.action_size), minval=-1, maxval=1)
-      return jax.vmap(env.step)(s, a), ()
+    def body(s, key):
+      k_act, k_reset = jax.random.split(key)
+      a = jax.random.uniform(k_act, (batch, env.action_size), minval=-1, maxval=1)
+      return reset_done(env, jax.vmap(env.step)(s, a), k_reset), ()
     return jax.lax.scan(body, state, jax.random.split(rng, n_steps))[0]
 
   jax.block_until_ready(rollout(state, jax.random.PRNGKey(2)))

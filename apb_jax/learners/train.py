@@ -38,6 +38,7 @@ from apb_jax.learners import agents, exploration, normalizer, sharding
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners.config import LearnerConfig
 from apb_jax.progress import Progress
+from apb_jax.tasks.base import reset_done
 
 TASK_AXIS = 'task'   # name of the vmapped task axis (for the auto-reset psum)
 
@@ -69,13 +70,6 @@ def _round_up(x, multiple):
 
 def _tile(tree, n):
   return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
-
-
-def _where(mask, new, old):
-  """Per-env select: `mask: [E]` picks leaves of `new` over `old`."""
-  def pick(a, b):
-    return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
-  return jax.tree.map(pick, new, old)
 
 
 class Trainer:
@@ -159,15 +153,8 @@ class Trainer:
     # Auto-reset with fresh random starts. `psum` over the named task axis makes
     # the predicate the same for every task, so this is a real branch: the
     # (costly) reset runs only on iterations where some env of some task ended.
-    done = nstate.done > 0
-    any_done = jax.lax.psum(jnp.any(done).astype(jnp.int32), TASK_AXIS) > 0
-
-    def reset(nstate):
-      fresh = jax.vmap(self.env.reset)(jax.random.split(k_reset, c.num_envs),
-                                       _tile(ls.task, c.num_envs))
-      return _where(done, fresh, nstate)
-
-    env_state = jax.lax.cond(any_done, reset, lambda s: s, nstate)
+    any_done = jax.lax.psum(jnp.any(nstate.done > 0).astype(jnp.int32), TASK_AXIS) > 0
+    env_state = reset_done(self.env, nstate, k_reset, any_done)
 
     # Batches are drawn outside the branch: passing the whole replay buffer into
     # a lax.cond makes XLA:CPU copy it on every iteration.

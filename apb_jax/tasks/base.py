@@ -140,6 +140,30 @@ class TaskEnv:
         reward=reward.astype(jnp.float32), done=done, info=info)
 
 
+def reset_done(env, state: State, rng: jax.Array, any_done=None) -> State:
+  """Restarts the envs of a batch (leaves `[E, ...]`) whose episode ended.
+
+  Ended envs get fresh random starts of their own task (`state.info['task']`);
+  the others are untouched. The reset runs only when `any_done` is true
+  (default: some env of this batch ended). Pass an unbatched predicate (e.g.
+  one `psum`'d over a named vmap axis) to keep this a real `lax.cond` under
+  `vmap`, so iterations where no episode ended pay nothing for it.
+  """
+  done = state.done > 0
+  if any_done is None:
+    any_done = jnp.any(done)
+
+  def reset(state):
+    fresh = jax.vmap(env.reset)(jax.random.split(rng, done.shape[0]), state.info['task'])
+
+    def pick(new, old):
+      return jnp.where(done.reshape(done.shape + (1,) * (new.ndim - 1)), new, old)
+
+    return jax.tree.map(pick, fresh, state)
+
+  return jax.lax.cond(any_done, reset, lambda s: s, state)
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskFamily:
   """A named distribution over tasks of one `TaskEnv`, with three splits.
