@@ -25,8 +25,8 @@ from absl import app, flags, logging
 FLAGS = flags.FLAGS
 flags.DEFINE_list('families', None, 'Families to bench (default: all).')
 flags.DEFINE_list('ks', ['1', '16', '128'], 'Numbers of tasks vmapped at once.')
-flags.DEFINE_integer('steps', 100, 'Env steps per timed rollout.')
-flags.DEFINE_integer('repeats', 5, 'Timed rollouts per setting (median is reported).')
+flags.DEFINE_integer('steps', 400, 'Env steps per timed rollout (two 200-step episodes).')
+flags.DEFINE_integer('repeats', 3, 'Timed rollouts per setting (median is reported).')
 flags.DEFINE_string('backend', 'mjx', 'Brax physics backend.')
 flags.DEFINE_string('out', 'runs/bench/envs.json', 'Where to write the JSON results.')
 
