@@ -43,7 +43,7 @@ def bench_family(name, ks, steps, repeats, backend):
   import jax.numpy as jnp
 
   from apb_jax import tasks
-  from apb_jax.tasks.base import reset_done
+  from apb_jax.tasks.base import random_rollout
 
   family = tasks.make(name, backend=backend)
   env = family.env
@@ -57,14 +57,9 @@ def bench_family(name, ks, steps, repeats, backend):
   vreset = jax.jit(jax.vmap(env.reset))
 
   def rollout(state, rng):
-    def body(state, key):
-      k_act, k_reset = jax.random.split(key)
-      action = jax.random.uniform(k_act, (state.obs.shape[0], env.action_size),
-                                  minval=-1.0, maxval=1.0)
-      # Auto-reset as the learners do: without it, fallen robots sink through
-      # the floor (Brax torsos do not collide with it) and step unrealistically fast.
-      return reset_done(env, jax.vmap(env.step)(state, action), k_reset), ()
-    return jax.lax.scan(body, state, jax.random.split(rng, steps))[0]
+    # Auto-reset as the learners do: without it, fallen robots sink through
+    # the floor (Brax torsos do not collide with it) and step unrealistically fast.
+    return random_rollout(env, state, rng, steps)[0]
 
   for k in ks:
     task_batch = family.sample(jax.random.PRNGKey(1), k, 'train')

@@ -59,19 +59,15 @@ def sim_limit(family, batch, n_steps=200, repeats=3):
   """Random-action env steps/s at `batch` envs, with the learners' auto-reset."""
   import jax
 
-  from apb_jax.tasks.base import reset_done
+  from apb_jax.tasks.base import random_rollout
   env = family.env
   tasks = family.sample(jax.random.PRNGKey(0), batch, 'train')
   state = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.PRNGKey(1), batch), tasks)
 
-  @jax.jit
   def rollout(state, rng):
-    def body(s, key):
-      k_act, k_reset = jax.random.split(key)
-      a = jax.random.uniform(k_act, (batch, env.action_size), minval=-1, maxval=1)
-      return reset_done(env, jax.vmap(env.step)(s, a), k_reset), ()
-    return jax.lax.scan(body, state, jax.random.split(rng, n_steps))[0]
+    return random_rollout(env, state, rng, n_steps)[0]
 
+  rollout = jax.jit(rollout)
   jax.block_until_ready(rollout(state, jax.random.PRNGKey(2)))
   rates = []
   for r in range(repeats):
@@ -152,24 +148,22 @@ def scaling_run(family, k):
 
 
 class FixedTaskEnv:
-  """Our family's Brax env and reward at one task, as a plain brax.envs.Env."""
+  """Our family's env at one task, as a plain brax.envs.Env (task reward and
+  physics from `TaskEnv.transition`; brax.training's wrappers keep the episode)."""
 
   def __new__(cls, task_env, task):
     from brax.envs.base import Env
 
     class _Env(Env):
       def reset(self, rng):
-        return task_env.base.reset(rng)
+        return task_env.reset(rng, task)
 
       def step(self, state, action):
-        nstate = task_env.base.step(state, action)
-        reward = task_env.reward_fn(state.pipeline_state, nstate.pipeline_state, action,
-                                    task, task_env.dt)
-        return nstate.replace(reward=reward)
+        return task_env.transition(state, action)
 
       @property
       def observation_size(self):
-        return task_env.base.observation_size
+        return task_env.observation_shape(task)[-1]
 
       @property
       def action_size(self):

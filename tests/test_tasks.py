@@ -332,3 +332,17 @@ def test_same_key_same_rollout(compiled):
   chex.assert_trees_all_equal(*runs)
   other = c.reset(_key(20), task)
   assert not np.allclose(other.obs, c.reset(_key(19), task).obs)
+
+
+def test_random_rollout_resets_ended_episodes_and_returns_rewards_per_step():
+  from apb_jax.tasks.base import random_rollout
+  from apb_jax.tasks.probes import make_probe
+  family = make_probe('discount')   # 2-step episodes, reward 1 at the end
+  batch = family.sample(_key(21), 4, 'train')
+  state = jax.vmap(family.env.reset)(jax.random.split(_key(22), 4), batch)
+  run = jax.jit(random_rollout, static_argnums=(0, 3))
+  final, rewards = run(family.env, state, _key(23), 6)
+  chex.assert_shape(rewards, (6, 4))
+  np.testing.assert_array_equal(rewards, np.tile([0.0, 1.0], 3)[:, None] * np.ones(4))
+  np.testing.assert_array_equal(final.info['steps'], 0)   # reset after each episode
+  chex.assert_trees_all_equal(final.info['task'], batch)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -120,7 +121,13 @@ class TaskEnv:
     )
     return state.replace(info=info, metrics=dict(state.metrics))
 
-  def step(self, state: State, action: jax.Array) -> State:
+  def transition(self, state: State, action: jax.Array) -> State:
+    """One step of the task's physics, reward and termination; no time limit.
+
+    `state.done` is Brax's healthy-termination flag. `step` adds the episode
+    limit on top; wrappers that keep their own episode count (e.g.
+    brax.training's) can call this directly.
+    """
     task = state.info['task']
     # Brax's step mutates `state.metrics` in place; hand it a private copy so
     # this function stays pure for callers who keep the old state.
@@ -130,14 +137,17 @@ class TaskEnv:
     reward = self.reward_fn(
         state.pipeline_state, nstate.pipeline_state, action, task, self.dt)
     # Brax's healthy check (a Python 0.0 when an env never terminates).
-    terminated = jnp.asarray(nstate.done, jnp.float32)
+    return nstate.replace(reward=reward.astype(jnp.float32),
+                          done=jnp.asarray(nstate.done, jnp.float32))
+
+  def step(self, state: State, action: jax.Array) -> State:
+    nstate = self.transition(state, action)
+    terminated = nstate.done
     steps = state.info['steps'] + 1
     out_of_time = (steps >= self.episode_length).astype(jnp.float32)
-    done = jnp.maximum(terminated, out_of_time)
     info = dict(nstate.info)
     info.update(steps=steps, truncation=out_of_time * (1.0 - terminated))
-    return nstate.replace(
-        reward=reward.astype(jnp.float32), done=done, info=info)
+    return nstate.replace(done=jnp.maximum(terminated, out_of_time), info=info)
 
 
 def reset_done(env, state: State, rng: jax.Array, any_done=None) -> State:
@@ -164,6 +174,24 @@ def reset_done(env, state: State, rng: jax.Array, any_done=None) -> State:
   return jax.lax.cond(any_done, reset, lambda s: s, state)
 
 
+def random_rollout(env, state: State, rng: jax.Array, steps: int):
+  """`steps` steps of a batch of envs (leaves `[B, ...]`) under uniform random
+  actions in [-1, 1], auto-resetting ended episodes with `reset_done`.
+
+  Returns the final state and the rewards `[steps, B]`. Jit it (with `steps`
+  static) to measure raw env throughput or a random policy's return.
+  """
+  batch = state.obs.shape[0]
+
+  def body(state, key):
+    k_act, k_reset = jax.random.split(key)
+    action = jax.random.uniform(k_act, (batch, env.action_size), minval=-1.0, maxval=1.0)
+    state = jax.vmap(env.step)(state, action)
+    return reset_done(env, state, k_reset), state.reward
+
+  return jax.lax.scan(body, state, jax.random.split(rng, steps))
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskFamily:
   """A named distribution over tasks of one `TaskEnv`, with three splits.
@@ -188,7 +216,7 @@ class TaskFamily:
   def episode_length(self) -> int:
     return self.env.episode_length
 
-  @property
+  @functools.cached_property
   def obs_size(self) -> int:
     task = jax.tree.map(lambda x: x[0], self.sample(jax.random.PRNGKey(0), 1, 'train'))
     return int(self.env.observation_shape(task)[-1])
