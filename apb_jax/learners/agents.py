@@ -91,7 +91,7 @@ def _polyak(target, online, tau):
   return jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, target, online)
 
 
-def _critic_step(agent, obs_n, batch, next_obs_n, target_q_next, config):
+def _critic_step(agent, obs_n, batch, target_q_next, config):
   """One critic step towards r + gamma (1 - terminal) target_q_next."""
   target = config.reward_scale * batch.reward + config.gamma * (
       1.0 - batch.terminal) * target_q_next
@@ -126,8 +126,7 @@ def sac_update(agent: AgentState, batch: Transition, rng, backbone,
   next_out = networks.actor_apply(agent.actor, next_obs_n, backbone, config)
   next_a, next_logp = policy.sample_and_log_prob(k_next, next_out)
   q_next = jnp.min(networks.critic_apply(agent.target_critic, next_obs_n, next_a), axis=0)
-  agent, critic_loss = _critic_step(agent, obs_n, batch, next_obs_n,
-                                    q_next - alpha * next_logp, config)
+  agent, critic_loss = _critic_step(agent, obs_n, batch, q_next - alpha * next_logp, config)
 
   def actor_loss(actor):
     out = networks.actor_apply(actor, obs_n, backbone, config)
@@ -157,7 +156,7 @@ def td3_update(agent: AgentState, batch: Transition, rng, backbone,
                    -config.noise_clip, config.noise_clip)
   next_a = jnp.clip(next_a + noise, -1.0, 1.0)
   q_next = jnp.min(networks.critic_apply(agent.target_critic, next_obs_n, next_a), axis=0)
-  agent, critic_loss = _critic_step(agent, obs_n, batch, next_obs_n, q_next, config)
+  agent, critic_loss = _critic_step(agent, obs_n, batch, q_next, config)
 
   def actor_loss(actor):
     a = deterministic_action(actor, obs_n, backbone, config)
