@@ -50,8 +50,7 @@ class LearnerState:
   agent: agents.AgentState
   noise: Optional[exploration.ParamNoise]   # None for action-space exploration
   replay: replay_lib.Replay
-  env_state: Any                            # brax State, leaves [num_envs, ...]
-  task: Any
+  env_state: Any        # brax State, leaves [num_envs, ...]; the task is in info['task']
   rng: jax.Array
 
 
@@ -101,7 +100,7 @@ class Trainer:
              if c.exploration == 'param' else None)
     return LearnerState(agent=agent, noise=noise,
                         replay=replay_lib.init(example, _round_up(c.buffer_size, c.num_envs)),
-                        env_state=env_state, task=task, rng=k_loop)
+                        env_state=env_state, rng=k_loop)
 
   def init(self, rng, tasks, init_params) -> LearnerState:
     """Batched learner state for K tasks (see module docstring for shapes)."""
@@ -178,8 +177,7 @@ class Trainer:
       metrics['param_noise_sigma'] = noise.sigma
       metrics['param_noise_distance'] = noise.distance
     metrics['train_reward'] = jnp.mean(nstate.reward)
-    ls = LearnerState(agent=agent, noise=noise, replay=replay, env_state=env_state,
-                      task=ls.task, rng=rng)
+    ls = LearnerState(agent=agent, noise=noise, replay=replay, env_state=env_state, rng=rng)
     return ls, metrics
 
   # -- chunks and evaluation ---------------------------------------------------------
@@ -199,7 +197,8 @@ class Trainer:
     c = self.config
     n = c.eval_episodes
     rng = jax.random.fold_in(ls.rng, 1)   # does not advance the training stream
-    state = jax.vmap(self.env.reset)(jax.random.split(rng, n), _tile(ls.task, n))
+    task = jax.tree.map(lambda x: x[0], ls.env_state.info['task'])
+    state = jax.vmap(self.env.reset)(jax.random.split(rng, n), _tile(task, n))
 
     def body(carry, _):
       state, ret, alive = carry
