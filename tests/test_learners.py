@@ -10,6 +10,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from apb_jax import policy
@@ -46,7 +47,7 @@ def _train(kind, config, k=K):
 
 def _q_and_action(result, params, config, obs, i):
   agent = jax.tree.map(lambda x: x[i], result.state.agent)
-  action = agents.deterministic_action(agent.actor, obs, params['backbone'], config)
+  action = agents.deterministic_action(agent.actor, obs, result.state.shared.backbone, config)
   return networks.critic_apply(agent.critic, obs, action), action
 
 
@@ -71,10 +72,12 @@ def test_probe_value_depends_on_observation(algo):
     np.testing.assert_allclose(q, [[-1.0, 1.0]] * 2, atol=0.1)
 
 
-@pytest.mark.parametrize('exploration', ['action', 'param'])
-@pytest.mark.parametrize('algo', ALGOS)
-def test_probe_actor_finds_each_tasks_best_action(algo, exploration):
-  config = PROBE.replace(algo=algo, exploration=exploration, total_steps=8192, eval_every=2048)
+@pytest.mark.parametrize('algo,exploration,mode', [
+    ('sac', 'action', 'adapters'), ('sac', 'param', 'adapters'), ('td3', 'action', 'adapters'),
+    ('td3', 'param', 'adapters'), ('sac', 'action', 'shared')])
+def test_probe_actor_finds_each_tasks_best_action(algo, exploration, mode):
+  config = PROBE.replace(algo=algo, exploration=exploration, mode=mode, total_steps=8192,
+                         eval_every=2048)
   result, tasks, params = _train('action', config)
   for i in range(K):
     _, action = _q_and_action(result, params, config, jnp.zeros((1, 1)), i)
@@ -101,17 +104,21 @@ def test_one_chunk_over_k_tasks_equals_k_single_task_chunks(algo):
   tasks = family.sample(_key(0), K, 'train')
   params = _init_params(K)
   state = trainer.init(_key(4), tasks, params)
-  batched, metrics = trainer.chunk(state, params['backbone'], 0)
-  returns = trainer.evaluate(batched, params['backbone'])
+  batched, metrics = trainer.chunk(state, 0)
+  returns = trainer.evaluate(batched)
   for i in range(K):
-    one = jax.tree.map(lambda x, i=i: x[i:i + 1], state)
-    single, single_metrics = trainer.chunk(one, params['backbone'], 0)
+    single, single_metrics = trainer.chunk(_task_slice(state, i), 0)
     chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i:i + 1], batched.agent),
                                 single.agent, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i], metrics),
                                 jax.tree.map(lambda x: x[0], single_metrics), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(returns[i], trainer.evaluate(single, params['backbone'])[0],
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(returns[i], trainer.evaluate(single)[0], rtol=1e-5, atol=1e-6)
+
+
+def _task_slice(state, i):
+  """Task i of a batched LearnerState, keeping the task axis (size 1); `shared` is unbatched."""
+  shared = state.shared
+  return jax.tree.map(lambda x: x[i:i + 1], state.replace(shared=None)).replace(shared=shared)
 
 
 def test_adapters_mode_leaves_backbone_bit_for_bit_and_all_mode_moves_it():
@@ -122,6 +129,8 @@ def test_adapters_mode_leaves_backbone_bit_for_bit_and_all_mode_moves_it():
   config = PROBE.replace(total_steps=1024, eval_every=1024)
   result = make_train(config, family).train(_key(3), tasks, params, show_progress=False)
   chex.assert_trees_all_equal(params['backbone'], before)
+  chex.assert_trees_all_equal(result.state.shared.backbone, before)
+  assert result.state.shared.backbone_opt == ()                # no optimiser for it
   assert set(result.state.agent.actor) == {'adapters'}          # no backbone copies
   full = make_train(config.replace(mode='all'), family).train(
       _key(3), tasks, params, show_progress=False)
@@ -142,6 +151,57 @@ def test_param_noise_sigma_moves_toward_its_target(target, direction):
   assert (np.sign(np.diff(sigma, axis=-1)) == direction).all()
 
 
+def test_shared_mode_steps_one_backbone_by_the_mean_of_the_task_gradients():
+  """_actor_step under a named task vmap: Adam on the task-mean backbone gradient,
+  and each task's adapters on its own gradient only."""
+  config = PROBE.replace(mode='shared')
+  params = _init_params(K)
+  targets = jnp.array([-0.5, 0.1, 0.7])
+  obs = jax.random.normal(_key(5), (K, 8, 1))
+
+  def loss_fn(actor, backbone, o, target):
+    loc = policy.apply(backbone, actor['adapters'], o, PROBE_POLICY).loc
+    return jnp.mean(jnp.square(loc - target)), ()
+
+  def step(adapters, o, target):
+    agent = agents.init(_key(0), {'backbone': params['backbone'], 'adapters': adapters},
+                        1, 1, config)
+    shared = agents.init_shared(params['backbone'], config)
+    agent, shared, _, _ = agents._actor_step(
+        agent, shared, lambda a, b: loss_fn(a, b, o, target), config)
+    return agent.actor, shared
+
+  actors, shared = jax.vmap(step, in_axes=(0, 0, 0), out_axes=(0, None),
+                            axis_name=agents.TASK_AXIS)(params['adapters'], obs, targets)
+  grads = jax.vmap(jax.grad(lambda b, a, o, t: loss_fn({'adapters': a}, b, o, t)[0]),
+                   in_axes=(None, 0, 0, 0))(params['backbone'], params['adapters'], obs, targets)
+  mean_grad = jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+  tx = optax.adam(config.actor_lr)
+  updates, opt = tx.update(mean_grad, tx.init(params['backbone']), params['backbone'])
+  chex.assert_trees_all_close(shared.backbone, optax.apply_updates(params['backbone'], updates),
+                              rtol=1e-6, atol=1e-7)
+  chex.assert_trees_all_close(shared.backbone_opt, opt, rtol=1e-6, atol=1e-9)  # mu = 0.1 mean g
+  chex.assert_trees_all_equal_shapes(shared.backbone, params['backbone'])   # one copy
+  for i in range(K):   # adapters: the same step as a single task with its own loss
+    alone, _ = jax.vmap(step, in_axes=(0, 0, 0), out_axes=(0, None), axis_name=agents.TASK_AXIS)(
+        *jax.tree.map(lambda x, i=i: x[i:i + 1], (params['adapters'], obs, targets)))
+    chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i:i + 1], actors), alone,
+                                rtol=1e-6, atol=1e-7)
+
+
+def test_shared_mode_trains_one_backbone_copy_that_moves():
+  family = make_probe('observation')
+  params = _init_params(K)
+  result = make_train(PROBE.replace(mode='shared', total_steps=1024, eval_every=1024), family
+                      ).train(_key(3), family.sample(_key(0), K, 'train'), params,
+                              show_progress=False)
+  chex.assert_trees_all_equal_shapes(result.state.shared.backbone, params['backbone'])
+  moved = jax.tree.map(lambda m, b: not np.allclose(m, b), result.state.shared.backbone,
+                       params['backbone'])
+  assert all(jax.tree.leaves(moved))
+  assert set(result.state.agent.actor) == {'adapters'}
+
+
 def test_wrong_task_axis_and_bad_config_fail_with_the_fix():
   family = make_probe('constant')
   params = _init_params(2)
@@ -160,12 +220,14 @@ from test_learners import PROBE, _init_params, _key
 from apb_jax.learners import make_train
 from apb_jax.tasks.probes import make_probe
 family = make_probe('action')
-config = PROBE.replace(total_steps=512, eval_every=256, warmup_steps=128)
+config = PROBE.replace(total_steps=512, eval_every=256, warmup_steps=128, mode='shared')
 result = make_train(config, family).train(_key(3), family.sample(_key(0), 4, 'train'),
                                           _init_params(4), show_progress=False)
 kernel = result.state.agent.actor['adapters']['out']['kernel']
+backbone = result.state.shared.backbone['dense_0']['kernel']
 print(json.dumps({{'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
-                  'curves': result.curves.tolist(), 'kernel': np.asarray(kernel).tolist()}}))
+                  'curves': result.curves.tolist(), 'kernel': np.asarray(kernel).tolist(),
+                  'backbone': np.asarray(backbone).tolist()}}))
 """
 
 
@@ -179,10 +241,12 @@ def _run_with_devices(n):
 
 
 def test_task_axis_sharded_over_two_devices_equals_single_device():
+  """Mode 'shared': adapters split over devices, the backbone's mean gradient all-reduced."""
   one, two = _run_with_devices(1), _run_with_devices(2)
   assert (one['devices'], two['devices'], two['shards']) == (1, 2, 2)
   np.testing.assert_allclose(two['curves'], one['curves'], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(two['kernel'], one['kernel'], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(two['backbone'], one['backbone'], rtol=1e-4, atol=1e-5)
 
 
 def test_checkpoint_hook_and_resume_reproduce_the_uninterrupted_run():

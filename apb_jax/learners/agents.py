@@ -1,9 +1,16 @@
 """SAC and TD3 for one task: state, exploration and one gradient update.
 
 Everything here is written for a single task (no `[task]` axis); the train
-loop vmaps it. `backbone` is the frozen backbone in mode 'adapters' (closed
-over by the losses, so no gradient or optimiser ever sees it) and unused in
-mode 'all', where it is part of the trainable actor.
+loop vmaps it. What the tasks share is `Shared(backbone, backbone_opt)`, an
+unbatched argument of the vmapped code:
+  * mode 'adapters': the frozen backbone, closed over by the losses, so no
+    gradient or optimiser ever sees it;
+  * mode 'all': unused; every task's actor holds its own backbone copy;
+  * mode 'shared' (meta-training): one backbone for all tasks. Each task's
+    actor loss is differentiated with respect to its adapters and the shared
+    backbone; the backbone gradient is `pmean`ed over the named task axis
+    (`TASK_AXIS`, which the caller's vmap must name), so the one shared copy
+    moves by the mean of the per-task gradients.
 
 SAC (Haarnoja et al. 2018): twin critics with Polyak targets, a tanh-Gaussian
 actor, temperature alpha learned towards entropy -|A|.
@@ -26,6 +33,8 @@ from apb_jax import policy
 from apb_jax.learners import networks, normalizer
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners.config import LearnerConfig
+
+TASK_AXIS = 'task'   # the named vmap axis over tasks (mode 'shared' reduces over it)
 
 
 class Transition(NamedTuple):
@@ -51,8 +60,21 @@ class AgentState:
   obs_stats: normalizer.Normalizer
 
 
+@struct.dataclass
+class Shared:
+  """What every task uses: the backbone and, in mode 'shared', its Adam state."""
+
+  backbone: Any
+  backbone_opt: Any = ()
+
+
 def _adam(lr):
   return optax.adam(lr)
+
+
+def init_shared(backbone, config: LearnerConfig) -> Shared:
+  opt = _adam(config.actor_lr).init(backbone) if config.mode == 'shared' else ()
+  return Shared(backbone=backbone, backbone_opt=opt)
 
 
 def init(rng, params, obs_size, action_size, config: LearnerConfig) -> AgentState:
@@ -107,18 +129,33 @@ def _critic_step(agent, obs_n, batch, target_q_next, config):
                        critic_opt=opt), loss
 
 
-def _actor_step(agent, loss_fn, config):
+def _actor_step(agent, shared: Shared, loss_fn, config):
+  """One actor step on `loss_fn(actor, backbone) -> (loss, aux)`.
+
+  In mode 'shared' the backbone also steps, by the task-mean of its gradient.
+  """
   tx = networks.actor_optimizer(_adam(config.actor_lr), config)
-  (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(agent.actor)
+  if config.mode == 'shared':
+    (loss, aux), (grads, g_backbone) = jax.value_and_grad(
+        loss_fn, argnums=(0, 1), has_aux=True)(agent.actor, shared.backbone)
+    g_backbone = jax.lax.pmean(g_backbone, TASK_AXIS)
+    b_updates, b_opt = _adam(config.actor_lr).update(
+        g_backbone, shared.backbone_opt, shared.backbone)
+    shared = Shared(backbone=optax.apply_updates(shared.backbone, b_updates),
+                    backbone_opt=b_opt)
+  else:
+    (loss, aux), grads = jax.value_and_grad(
+        lambda actor: loss_fn(actor, shared.backbone), has_aux=True)(agent.actor)
   updates, opt = tx.update(grads, agent.actor_opt, agent.actor)
   return agent.replace(actor=optax.apply_updates(agent.actor, updates),
-                       actor_opt=opt), loss, aux
+                       actor_opt=opt), shared, loss, aux
 
 
-def sac_update(agent: AgentState, batch: Transition, rng, backbone,
+def sac_update(agent: AgentState, shared: Shared, batch: Transition, rng,
                config: LearnerConfig, update_index):
   """One SAC update (critic, actor, temperature) on `batch` (leaves [B, ...])."""
   del update_index
+  backbone = shared.backbone
   k_next, k_pi = jax.random.split(rng)
   obs_n, next_obs_n = normalize(agent, batch.obs, config), normalize(agent, batch.next_obs, config)
   alpha = jnp.exp(agent.log_alpha)
@@ -128,13 +165,13 @@ def sac_update(agent: AgentState, batch: Transition, rng, backbone,
   q_next = jnp.min(networks.critic_apply(agent.target_critic, next_obs_n, next_a), axis=0)
   agent, critic_loss = _critic_step(agent, obs_n, batch, q_next - alpha * next_logp, config)
 
-  def actor_loss(actor):
+  def actor_loss(actor, backbone):
     out = networks.actor_apply(actor, obs_n, backbone, config)
     a, logp = policy.sample_and_log_prob(k_pi, out)
     q = jnp.min(networks.critic_apply(agent.critic, obs_n, a), axis=0)
     return jnp.mean(alpha * logp - q), logp
 
-  agent, actor_loss_value, logp = _actor_step(agent, actor_loss, config)
+  agent, shared, actor_loss_value, logp = _actor_step(agent, shared, actor_loss, config)
 
   target_entropy = -float(batch.action.shape[-1])
   alpha_grad = jax.grad(lambda la: -la * jnp.mean(jax.lax.stop_gradient(logp) + target_entropy))(
@@ -143,13 +180,14 @@ def sac_update(agent: AgentState, batch: Transition, rng, backbone,
   agent = agent.replace(
       log_alpha=optax.apply_updates(agent.log_alpha, alpha_upd), alpha_opt=alpha_opt,
       target_critic=_polyak(agent.target_critic, agent.critic, config.tau))
-  return agent, {'critic_loss': critic_loss, 'actor_loss': actor_loss_value,
-                 'alpha': jnp.exp(agent.log_alpha)}
+  return agent, shared, {'critic_loss': critic_loss, 'actor_loss': actor_loss_value,
+                         'alpha': jnp.exp(agent.log_alpha)}
 
 
-def td3_update(agent: AgentState, batch: Transition, rng, backbone,
+def td3_update(agent: AgentState, shared: Shared, batch: Transition, rng,
                config: LearnerConfig, update_index):
   """One TD3 critic update; actor and targets every `policy_delay` updates."""
+  backbone = shared.backbone
   obs_n, next_obs_n = normalize(agent, batch.obs, config), normalize(agent, batch.next_obs, config)
   next_a = deterministic_action(agent.target_actor, next_obs_n, backbone, config)
   noise = jnp.clip(config.policy_noise * jax.random.normal(rng, next_a.shape),
@@ -158,23 +196,23 @@ def td3_update(agent: AgentState, batch: Transition, rng, backbone,
   q_next = jnp.min(networks.critic_apply(agent.target_critic, next_obs_n, next_a), axis=0)
   agent, critic_loss = _critic_step(agent, obs_n, batch, q_next, config)
 
-  def actor_loss(actor):
+  def actor_loss(actor, backbone):
     a = deterministic_action(actor, obs_n, backbone, config)
     return -jnp.mean(networks.critic_apply(agent.critic, obs_n, a)[0]), ()
 
-  def delayed(agent):
-    agent, loss, _ = _actor_step(agent, actor_loss, config)
+  def delayed(agent, shared):
+    agent, shared, loss, _ = _actor_step(agent, shared, actor_loss, config)
     return agent.replace(
         target_actor=_polyak(agent.target_actor, agent.actor, config.tau),
-        target_critic=_polyak(agent.target_critic, agent.critic, config.tau)), loss
+        target_critic=_polyak(agent.target_critic, agent.critic, config.tau)), shared, loss
 
   # `update_index` is the same for every task, so this is a real branch even
   # under the task vmap (no wasted actor update on the skipped steps).
-  agent, actor_loss_value = jax.lax.cond(
+  agent, shared, actor_loss_value = jax.lax.cond(
       update_index % config.policy_delay == 0, delayed,
-      lambda a: (a, jnp.zeros(())), agent)
-  return agent, {'critic_loss': critic_loss, 'actor_loss': actor_loss_value,
-                 'alpha': jnp.zeros(())}
+      lambda a, s: (a, s, jnp.zeros(())), agent, shared)
+  return agent, shared, {'critic_loss': critic_loss, 'actor_loss': actor_loss_value,
+                         'alpha': jnp.zeros(())}
 
 
 UPDATES = {'sac': sac_update, 'td3': td3_update}
@@ -187,17 +225,20 @@ def sample_batches(buffer: replay_lib.Replay, rng, config: LearnerConfig) -> Tra
                       replay_lib.sample(buffer, rng, g * b))
 
 
-def updates(agent, batches: Transition, rng, backbone, config: LearnerConfig, first_index):
+def updates(agent, shared: Shared, batches: Transition, rng, config: LearnerConfig,
+            first_index):
   """One update of `config.algo` per batch of `batches` (leaves [G, B, ...]).
 
-  Returns the new agent and the metrics averaged over the updates.
+  Returns the new agent, the new shared state and the metrics averaged over
+  the updates.
   """
 
-  def one(agent, inputs):
+  def one(carry, inputs):
     j, batch = inputs
-    return UPDATES[config.algo](agent, batch, jax.random.fold_in(rng, j), backbone,
-                                config, first_index + j)
+    agent, shared, metrics = UPDATES[config.algo](
+        *carry, batch, jax.random.fold_in(rng, j), config, first_index + j)
+    return (agent, shared), metrics
 
   g = jax.tree.leaves(batches)[0].shape[0]
-  agent, metrics = jax.lax.scan(one, agent, (jnp.arange(g), batches))
-  return agent, jax.tree.map(jnp.mean, metrics)
+  (agent, shared), metrics = jax.lax.scan(one, (agent, shared), (jnp.arange(g), batches))
+  return agent, shared, jax.tree.map(jnp.mean, metrics)

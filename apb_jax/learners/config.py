@@ -14,14 +14,16 @@ import dataclasses
 from apb_jax.policy import PolicyConfig
 
 ALGOS = ('sac', 'td3')
-MODES = ('adapters', 'all')
+MODES = ('adapters', 'all', 'shared')
 EXPLORATIONS = ('action', 'param')
 
 
 @dataclasses.dataclass(frozen=True)
 class LearnerConfig:
   algo: str = 'sac'
-  mode: str = 'adapters'            # 'adapters': backbone frozen; 'all': every actor leaf trains
+  # 'adapters': backbone frozen; 'all': every actor leaf trains, per task;
+  # 'shared': per-task adapters and one backbone trained by the task-mean gradient.
+  mode: str = 'adapters'
   exploration: str = 'action'       # 'action': SAC sampling / TD3 Gaussian; 'param': param noise
   policy: PolicyConfig = PolicyConfig()
   critic_widths: tuple = (256, 256)

@@ -1,9 +1,11 @@
 """Critics and the trainable view of the actor, for both trainability modes.
 
-Actor. The trainable actor tree is `{'adapters': ...}` in mode 'adapters'
-(the backbone is closed over: a constant of the compiled program, never an
-argument that gradients or optimisers see) and `{'backbone': ..., 'adapters':
-...}` in mode 'all'. `actor_apply(actor, obs)` hides the difference.
+Actor. The per-task trainable actor tree is `{'adapters': ...}` in modes
+'adapters' and 'shared' (the backbone is passed separately: frozen and never
+seen by a gradient or optimiser in 'adapters', one shared copy trained by the
+task-mean gradient in 'shared', see agents.py) and `{'backbone': ...,
+'adapters': ...}` in mode 'all'. `actor_apply(actor, obs)` hides the
+difference.
 
 Critic. Twin Q networks, `Q_j(s, a) = MLP_j([s, a])`, j = 1, 2, whose params
 are stacked on a leading axis of size 2 and applied with `jax.vmap`.
@@ -20,7 +22,7 @@ from apb_jax.learners.config import LearnerConfig
 
 def trainable_actor(params, config: LearnerConfig):
   """The leaves that train in `config.mode`, from full `{'backbone', 'adapters'}`."""
-  if config.mode == 'adapters':
+  if config.mode != 'all':
     return {'adapters': params['adapters']}
   return {'backbone': params['backbone'], 'adapters': params['adapters']}
 
@@ -32,8 +34,8 @@ def actor_apply(actor, obs, backbone, config: LearnerConfig) -> policy.PolicyOut
 
 
 def actor_optimizer(tx, config: LearnerConfig):
-  """`adapters_only(tx)` in mode 'adapters', `all_params(tx)` in mode 'all'."""
-  return optim.adapters_only(tx) if config.mode == 'adapters' else optim.all_params(tx)
+  """`all_params(tx)` in mode 'all', else `adapters_only(tx)` for the per-task actor."""
+  return optim.all_params(tx) if config.mode == 'all' else optim.adapters_only(tx)
 
 
 def init_critic(rng, obs_size: int, action_size: int, config: LearnerConfig):

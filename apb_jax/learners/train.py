@@ -17,8 +17,9 @@ Structure (PureJaxRL / brax.training style, with the host only at the edges):
 
 Shapes: `tasks` leaves `[K, ...]`; `init_params = {'backbone': unbatched,
 'adapters': leaves [K, ...]}`. Every leaf of the learner state carries the
-leading `[K]` axis; the backbone does not (it is shared and, in mode
-'adapters', frozen). All schedule counters (warm-up, TD3 delay, param-noise
+leading `[K]` axis except `state.shared` (the backbone and its optimiser
+state), which is one unbatched copy: frozen in mode 'adapters', trained by
+the task-mean gradient in mode 'shared' (meta-training), unused in 'all'. All schedule counters (warm-up, TD3 delay, param-noise
 interval) are derived from the chunk index and the scan index, which are the
 same for every task, so their branches are real `lax.cond`s under the vmap.
 With several devices the task axis is sharded over a 1-D mesh (`sharding.py`).
@@ -40,18 +41,26 @@ from apb_jax.learners.config import LearnerConfig
 from apb_jax.progress import Progress
 from apb_jax.tasks.base import reset_done
 
-TASK_AXIS = 'task'   # name of the vmapped task axis (for the auto-reset psum)
+TASK_AXIS = agents.TASK_AXIS   # the named vmapped task axis (auto-reset psum, 'shared' pmean)
 
 
 @struct.dataclass
 class LearnerState:
-  """Everything one task's learner carries between chunks (leaves [K, ...] batched)."""
+  """Everything the learners carry between chunks.
+
+  Leaves are batched `[K, ...]` over tasks, except `shared` (one copy).
+  """
 
   agent: agents.AgentState
   noise: Optional[exploration.ParamNoise]   # None for action-space exploration
   replay: replay_lib.Replay
   env_state: Any        # brax State, leaves [num_envs, ...]; the task is in info['task']
   rng: jax.Array
+  shared: agents.Shared  # unbatched: the backbone (+ its Adam state in mode 'shared')
+
+
+# vmap in/out axes of a LearnerState: task-batched, except the shared backbone.
+STATE_AXES = LearnerState(agent=0, noise=0, replay=0, env_state=0, rng=0, shared=None)
 
 
 class TrainResult(NamedTuple):
@@ -59,8 +68,8 @@ class TrainResult(NamedTuple):
   curves: np.ndarray      # [K, n_evals] deterministic eval return
   steps: np.ndarray       # [n_evals] env steps per task at each evaluation
   metrics: dict           # name -> [K, n_chunks]
-  compile_s: float
-  run_s: float
+  compile_s: float        # lowering + compiling the chunk and the evaluation
+  run_s: float            # wall time of train(), compile included
 
 
 def _round_up(x, multiple):
@@ -80,10 +89,11 @@ class Trainer:
     self.env = family.env
     self.obs_size = family.obs_size
     self.action_size = family.action_size
-    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(0, None, None),
-                                  axis_name=TASK_AXIS))
-    self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(0, None)))
-    self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, 0, None)))
+    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(STATE_AXES, None),
+                                  out_axes=(STATE_AXES, 0), axis_name=TASK_AXIS))
+    self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(STATE_AXES,)))
+    self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, 0, None),
+                                  out_axes=STATE_AXES))
 
   # -- initial state -------------------------------------------------------------
   def _init_one(self, rng, task, adapters, backbone) -> LearnerState:
@@ -100,7 +110,8 @@ class Trainer:
              if c.exploration == 'param' else None)
     return LearnerState(agent=agent, noise=noise,
                         replay=replay_lib.init(example, _round_up(c.buffer_size, c.num_envs)),
-                        env_state=env_state, rng=k_loop)
+                        env_state=env_state, rng=k_loop,
+                        shared=agents.init_shared(backbone, c))
 
   def init(self, rng, tasks, init_params) -> LearnerState:
     """Batched learner state for K tasks (see module docstring for shapes)."""
@@ -117,14 +128,16 @@ class Trainer:
     return self._init(rngs, tasks, adapters, backbone)
 
   # -- one iteration -------------------------------------------------------------
-  def _act(self, ls: LearnerState, obs_n, rng, backbone):
+  def _act(self, ls: LearnerState, obs_n, rng):
+    backbone = ls.shared.backbone
     c = self.config
     if c.exploration == 'param':
       return agents.deterministic_action(ls.noise.perturbed, obs_n, backbone, c)
     return agents.explore_action(rng, ls.agent, obs_n, backbone, c)
 
-  def _adapt_noise(self, ls: LearnerState, rng, backbone):
+  def _adapt_noise(self, ls: LearnerState, rng):
     c = self.config
+    backbone = ls.shared.backbone
     k_batch, k_perturb = jax.random.split(rng)
     obs_n = agents.normalize(
         ls.agent, replay_lib.sample(ls.replay, k_batch, c.batch_size).obs, c)
@@ -134,11 +147,11 @@ class Trainer:
     return exploration.adapt(k_perturb, ls.noise, ls.agent.actor, distance,
                              c.param_noise_target, c.param_noise_adapt)
 
-  def _iteration(self, ls: LearnerState, backbone, it):
+  def _iteration(self, ls: LearnerState, it):
     c = self.config
     rng, k_act, k_rand, k_reset, k_learn, k_noise = jax.random.split(ls.rng, 6)
     obs = ls.env_state.obs
-    action = self._act(ls, agents.normalize(ls.agent, obs, c), k_act, backbone)
+    action = self._act(ls, agents.normalize(ls.agent, obs, c), k_act)
     warm = it * c.num_envs < c.warmup_steps
     action = jnp.where(warm, jax.random.uniform(k_rand, action.shape, minval=-1, maxval=1),
                        action)
@@ -160,41 +173,43 @@ class Trainer:
     k_batch, k_learn = jax.random.split(k_learn)
     batches = agents.sample_batches(replay, k_batch, c)
 
-    def learn(agent):
-      return agents.updates(agent, batches, k_learn, backbone, c,
+    def learn(agent, shared):
+      return agents.updates(agent, shared, batches, k_learn, c,
                             it * c.grad_updates_per_step)
 
-    def skip(agent):
+    def skip(agent, shared):
       zero = jnp.zeros(())
-      return agent, {'critic_loss': zero, 'actor_loss': zero, 'alpha': zero}
+      return agent, shared, {'critic_loss': zero, 'actor_loss': zero, 'alpha': zero}
 
-    agent, metrics = jax.lax.cond(warm, skip, learn, agent)
+    agent, shared, metrics = jax.lax.cond(warm, skip, learn, agent, ls.shared)
     noise = ls.noise
     if c.exploration == 'param':
       adapt_now = jnp.logical_and(jnp.logical_not(warm), it % c.param_noise_interval == 0)
       noise = jax.lax.cond(adapt_now, lambda: self._adapt_noise(
-          ls.replace(agent=agent, replay=replay), k_noise, backbone), lambda: noise)
+          ls.replace(agent=agent, replay=replay, shared=shared), k_noise), lambda: noise)
       metrics['param_noise_sigma'] = noise.sigma
       metrics['param_noise_distance'] = noise.distance
     metrics['train_reward'] = jnp.mean(nstate.reward)
-    ls = LearnerState(agent=agent, noise=noise, replay=replay, env_state=env_state, rng=rng)
+    ls = LearnerState(agent=agent, noise=noise, replay=replay, env_state=env_state, rng=rng,
+                      shared=shared)
     return ls, metrics
 
   # -- chunks and evaluation ---------------------------------------------------------
-  def _chunk_one(self, ls: LearnerState, backbone, chunk_index):
+  def _chunk_one(self, ls: LearnerState, chunk_index):
     n = self.config.iterations_per_chunk
 
     def body(ls, i):
-      return self._iteration(ls, backbone, chunk_index * n + i)
+      return self._iteration(ls, chunk_index * n + i)
 
     ls, metrics = jax.lax.scan(body, ls, jnp.arange(n))
     metrics = {k: v[-1] if k.startswith('param_noise') else jnp.mean(v)
                for k, v in metrics.items()}
     return ls, metrics
 
-  def _evaluate_one(self, ls: LearnerState, backbone):
+  def _evaluate_one(self, ls: LearnerState):
     """Mean undiscounted return of the deterministic policy over eval_episodes."""
     c = self.config
+    backbone = ls.shared.backbone
     n = c.eval_episodes
     rng = jax.random.fold_in(ls.rng, 1)   # does not advance the training stream
     task = jax.tree.map(lambda x: x[0], ls.env_state.info['task'])
@@ -212,31 +227,43 @@ class Trainer:
     return jnp.mean(ret)
 
   # -- the host loop -------------------------------------------------------------------
+  def compile(self, state: LearnerState) -> float:
+    """Compiles chunk and evaluate for `state`'s shapes ahead of time; returns the seconds.
+
+    The executables land in jit's cache, so the calls that follow (with an
+    `np.int32` chunk index, as here) do not compile again.
+    """
+    t0 = time.perf_counter()
+    self.chunk.lower(state, np.int32(0)).compile()
+    self.evaluate.lower(state).compile()
+    return time.perf_counter() - t0
+
   def train(self, rng, tasks, init_params, *,
             progress_fn: Optional[Callable[[int, dict], None]] = None,
             checkpoint_fn: Optional[Callable[[int, LearnerState, list], None]] = None,
-            resume: Optional[tuple] = None, show_progress: bool = True) -> TrainResult:
-    """Runs `config.num_chunks` chunks; `resume=(state, chunks_done, curves)`."""
+            resume: Optional[tuple] = None, show_progress: bool = True,
+            label: Optional[str] = None) -> TrainResult:
+    """Runs `config.num_chunks` chunks; `resume=(state, chunks_done, curves)`.
+
+    `init_params` is only read when starting afresh (the backbone and the
+    adapters of a resumed run are in its state).
+    """
     c = self.config
-    backbone = sharding.replicate(init_params['backbone'])
     start = time.perf_counter()
     if resume is None:
-      state = self.init(rng, tasks, init_params)
-      done, curves, history = 0, [np.asarray(self.evaluate(state, backbone))], []
+      state, done, curves = self.init(rng, tasks, init_params), 0, None
     else:
       state, done, curves = resume
-      curves, history = list(curves), []
-    compile_s = 0.0
-    progress = Progress(total=c.total_steps, label=f'{c.algo}/{c.mode}',
+    compile_s = self.compile(state)
+    curves = [np.asarray(self.evaluate(state))] if curves is None else list(curves)
+    history = []
+    progress = Progress(total=c.total_steps, label=label or f'{c.algo}/{c.mode}',
                         enabled=show_progress)
     progress.update(done * c.eval_every, float(np.mean(curves[-1])))
     for chunk in range(done, c.num_chunks):
-      t0 = time.perf_counter()
-      state, metrics = self.chunk(state, backbone, chunk)
-      metrics['eval_return'] = self.evaluate(state, backbone)
+      state, metrics = self.chunk(state, np.int32(chunk))
+      metrics['eval_return'] = self.evaluate(state)
       metrics = jax.device_get(metrics)
-      if chunk == done:
-        compile_s = time.perf_counter() - t0   # first call: compile + one chunk
       _check_finite(metrics, chunk, c)
       curves.append(np.asarray(metrics['eval_return']))
       history.append(metrics)

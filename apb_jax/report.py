@@ -1,0 +1,323 @@
+"""Experiment report: learning curves -> summary statistics, report.json, report.md, plots.
+
+Input, `results[method][split]`:
+    {'steps':   int   [n_evals]        env steps per task at each evaluation, steps[0] == 0,
+     'returns': float [runs, n_evals]  deterministic eval return of each run at each step}
+`runs` = tasks x seeds, flattened task-major: run r is task r // seeds, seed r % seeds.
+Methods usually are 'apb', 'apb_randominit', 'scratch', 'finetune', 'oracle' (any string is
+accepted); splits usually 'test_id' and 'test_ood'. The oracle may have more evaluations.
+
+Statistics per (method, split), every interval a 95% percentile bootstrap over runs:
+    final_return      [runs]  return at the last evaluation
+    auc               [runs]  area under the curve / (steps[-1] - steps[0]), i.e. the mean eval
+                              return over training, in return units (a sample-efficiency measure)
+    normalized_score  [runs]  (R - R_random) / (R_oracle_task - R_random), only when 'oracle' ran
+    curve             [n_evals] mean and CI of the return at each evaluation
+IQM is the interquartile mean (rliable's scipy.stats.trim_mean(x, 0.25)). Everything is
+deterministic: the same input gives the same dict, hence the same report.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+CANONICAL_METHODS = ('apb', 'apb_randominit', 'scratch', 'finetune', 'oracle')
+METHOD_COLORS = {
+    'apb': 'tab:blue', 'apb_randominit': 'tab:purple', 'scratch': 'tab:orange',
+    'finetune': 'tab:green', 'oracle': 'black'}
+_EXTRA_COLORS = ('tab:red', 'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan')
+TIMING_KEYS = {'total_s': float, 'compile_s': float, 'env_steps': int, 'env_steps_per_s': float}
+
+
+def _bootstrap_ci(values: np.ndarray, rng_seed: int, n_boot: int) -> tuple[float, float]:
+  """95% percentile bootstrap interval of the mean of `values` [runs]; one run -> (v, v)."""
+  n = values.shape[0]
+  idx = np.random.default_rng(rng_seed).integers(0, n, size=(n_boot, n))
+  boot_means = values[idx].mean(axis=1)  # [n_boot]
+  low, high = np.percentile(boot_means, [2.5, 97.5])
+  return float(low), float(high)
+
+
+def _iqm(values: np.ndarray) -> float:
+  """Interquartile mean: sort, drop floor(n/4) values from each end, mean the rest."""
+  cut = int(0.25 * values.shape[0])
+  kept = np.sort(values)[cut:values.shape[0] - cut]
+  return float(kept.mean())
+
+
+def summarize(values, *, rng_seed: int = 0, n_boot: int = 2000) -> dict:
+  """values [runs] -> {'mean', 'ci_low', 'ci_high', 'iqm', 'per_run'}, all Python floats."""
+  values = np.asarray(values, dtype=np.float64)
+  if values.ndim != 1 or values.shape[0] == 0:
+    raise ValueError(f'summarize needs a non-empty 1-D array of per-run values, got shape '
+                     f'{values.shape}')
+  low, high = _bootstrap_ci(values, rng_seed, n_boot)
+  return {'mean': float(values.mean()), 'ci_low': low, 'ci_high': high, 'iqm': _iqm(values),
+          'per_run': [float(v) for v in values]}
+
+
+def auc(steps, returns) -> np.ndarray:
+  """[runs] area under each curve (trapezoid rule) / (steps[-1] - steps[0]).
+
+  This is the mean eval return over training, in return units, so it can be read beside
+  the final return: a method that learns sooner has a larger AUC at equal final return.
+  """
+  steps = np.asarray(steps, dtype=np.float64)
+  returns = np.asarray(returns, dtype=np.float64)
+  if steps.ndim != 1 or steps.shape[0] < 2:
+    raise ValueError(f'auc needs at least 2 evaluation points, got steps of shape {steps.shape}; '
+                     'evaluate at least before and after training (set more eval points)')
+  if returns.ndim != 2 or returns.shape[1] != steps.shape[0]:
+    raise ValueError(f'returns must be [runs, {steps.shape[0]}], got {returns.shape}')
+  if np.any(np.diff(steps) <= 0):
+    raise ValueError(f'steps must be strictly increasing, got {steps.tolist()}')
+  widths = np.diff(steps)  # [n_evals - 1]
+  area = ((returns[:, 1:] + returns[:, :-1]) / 2.0 * widths).sum(axis=1)  # [runs]
+  return area / (steps[-1] - steps[0])
+
+
+def curve_summary(steps, returns, *, rng_seed: int = 0) -> dict:
+  """steps [n_evals], returns [runs, n_evals] -> per-point mean and 95% bootstrap CI lists."""
+  returns = np.asarray(returns, dtype=np.float64)
+  out = {'steps': [int(s) for s in steps], 'mean': [], 'ci_low': [], 'ci_high': []}
+  for column in returns.T:
+    point = summarize(column, rng_seed=rng_seed)
+    for key in ('mean', 'ci_low', 'ci_high'):
+      out[key].append(point[key])
+  return out
+
+
+def _ordered_methods(methods: Sequence[str]) -> list[str]:
+  return [m for m in CANONICAL_METHODS if m in methods] + [
+      m for m in methods if m not in CANONICAL_METHODS]
+
+
+def _checked_curve(results: Mapping, method: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """(steps [n_evals] int, returns [runs, n_evals] float64) after shape/finiteness checks."""
+  entry = results[method][split]
+  steps = np.asarray(entry['steps'])
+  returns = np.asarray(entry['returns'], dtype=np.float64)
+  where = f'results[{method!r}][{split!r}]'
+  if steps.ndim != 1 or steps.shape[0] < 2:
+    raise ValueError(f'{where}: steps must be 1-D with >= 2 evaluations, got {steps.shape}')
+  if returns.ndim != 2 or returns.shape[1] != steps.shape[0] or returns.shape[0] == 0:
+    raise ValueError(f'{where}: returns must be [runs, len(steps)={steps.shape[0]}], '
+                     f'got {returns.shape}')
+  if not np.all(np.isfinite(returns)):
+    raise ValueError(f'{where}: returns contain NaN or inf')
+  return steps.astype(np.int64), returns
+
+
+def build_report(results: Mapping, *, task: str, profile: str, learner: str, exploration: str,
+                 seeds: int, random_return: Mapping, timing: Mapping) -> dict:
+  """Summary dict of an experiment (schema in the module docstring and report.json)."""
+  seeds = int(seeds)
+  if not results:
+    raise ValueError('results is empty: no method produced learning curves')
+  missing = [k for k in TIMING_KEYS if k not in timing]
+  if missing:
+    raise ValueError(f'timing lacks {missing}; it needs {list(TIMING_KEYS)}')
+  curves = {m: {s: _checked_curve(results, m, s) for s in results[m]}
+            for m in _ordered_methods(list(results))}
+  for method, splits in curves.items():
+    for split, (_, returns) in splits.items():
+      if returns.shape[0] % seeds:
+        raise ValueError(f'results[{method!r}][{split!r}]: {returns.shape[0]} runs is not '
+                         f'tasks x seeds with seeds={seeds}')
+  methods_out = {}
+  for method, splits in curves.items():
+    methods_out[method] = {}
+    for split, (steps, returns) in splits.items():
+      entry = {'final_return': summarize(returns[:, -1]),
+               'auc': summarize(auc(steps, returns)),
+               'curve': curve_summary(steps, returns)}
+      if 'oracle' in curves:
+        entry['normalized_score'] = summarize(
+            _normalized(curves, method, split, seeds, random_return))
+      methods_out[method][split] = entry
+  return {'task': str(task), 'profile': str(profile), 'learner': str(learner),
+          'exploration': str(exploration), 'seeds': seeds, 'methods': methods_out,
+          'random_return': {str(s): float(r) for s, r in random_return.items()},
+          'timing': {k: cast(timing[k]) for k, cast in TIMING_KEYS.items()}}
+
+
+def _normalized(curves: Mapping, method: str, split: str, seeds: int,
+                random_return: Mapping) -> np.ndarray:
+  """[runs] (R - R_random) / (R_oracle_task - R_random) with R the final return."""
+  if split not in curves['oracle']:
+    raise ValueError(f'oracle has no {split!r} split to normalise {method!r} against')
+  if split not in random_return:
+    raise ValueError(f'random_return lacks split {split!r}')
+  final = curves[method][split][1][:, -1]  # [runs]
+  oracle_final = curves['oracle'][split][1][:, -1]  # [runs]
+  if final.shape != oracle_final.shape:
+    raise ValueError(f'{method!r}/{split!r} has {final.shape[0]} runs but oracle has '
+                     f'{oracle_final.shape[0]}; normalisation needs the same tasks and seeds')
+  oracle_per_task = oracle_final.reshape(-1, seeds).mean(axis=1)  # [tasks]
+  rand = float(random_return[split])
+  gap = np.repeat(oracle_per_task, seeds) - rand  # [runs]
+  if np.any(gap == 0):
+    raise ValueError(f'{split!r}: oracle final return equals the random return on some task; '
+                     'normalised score undefined')
+  return (final - rand) / gap
+
+
+def _splits(report: Mapping) -> list[str]:
+  """Splits in order of first appearance over the report's methods."""
+  out = []
+  for splits in report['methods'].values():
+    out += [s for s in splits if s not in out]
+  return out
+
+
+def method_color(method: str, methods: Sequence[str]) -> str:
+  """Fixed colour for canonical methods; others cycle through spare colours by position."""
+  if method in METHOD_COLORS:
+    return METHOD_COLORS[method]
+  extra = [m for m in methods if m not in METHOD_COLORS]
+  return _EXTRA_COLORS[extra.index(method) % len(_EXTRA_COLORS)]
+
+
+def _atomic_write(path: str, write: Callable) -> None:
+  """Call write(binary_file) on a temp file in path's directory, then os.replace onto path."""
+  directory, name = os.path.split(os.path.abspath(path))
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{name}.', suffix='.tmp')
+  try:
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; give the usual permissions of a new file
+    with os.fdopen(fd, 'wb') as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def _save_figure(fig: Figure, path: str) -> None:
+  _atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=120, bbox_inches='tight'))
+
+
+def _ci_cell(stats: Mapping) -> str:
+  return f"{stats['mean']:.2f} [{stats['ci_low']:.2f}, {stats['ci_high']:.2f}]"
+
+
+def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -> None:
+  """report.md: header, timing, a table per split, how to read it, links to the plots."""
+  t = report['timing']
+  lines = [f"# {report['task']}", '',
+           f"profile `{report['profile']}`, learner `{report['learner']}`, exploration "
+           f"`{report['exploration']}`, {report['seeds']} seeds per task", '',
+           f"Wall time {t['total_s'] / 60:.1f} min (compile {t['compile_s']:.1f} s), "
+           f"{t['env_steps']} env steps, {t['env_steps_per_s']:.0f} env steps/s", '']
+  for split in _splits(report):
+    entries = {m: s[split] for m, s in report['methods'].items() if split in s}
+    normalized = any('normalized_score' in e for e in entries.values())
+    head = ['method', 'final return mean [95% CI]', 'IQM', 'AUC mean [95% CI]']
+    head += ['normalized score mean [95% CI]'] if normalized else []
+    lines += [f'## {split}', '', '| ' + ' | '.join(head) + ' |',
+              '|' + '---|' * len(head)]
+    for method, e in entries.items():
+      row = [method, _ci_cell(e['final_return']), f"{e['final_return']['iqm']:.2f}",
+             _ci_cell(e['auc'])]
+      row += [_ci_cell(e['normalized_score'])] if normalized else []
+      lines.append('| ' + ' | '.join(row) + ' |')
+    if split in report['random_return']:
+      lines += ['', f"Random policy return: {report['random_return'][split]:.2f}"]
+    lines.append('')
+  lines += ['## How to read this', '',
+            'Final return is the deterministic evaluation return at the end of the training '
+            'budget. AUC is the mean evaluation return over training (area under the learning '
+            'curve divided by its length in env steps), a measure of sample efficiency. '
+            'Intervals are 95% percentile bootstrap intervals of the mean over tasks x seeds; '
+            'IQM is the interquartile mean (mean of the middle 50% of runs).']
+  if 'oracle' in report['methods']:
+    lines[-1] += (' Normalized score is (R - R_random) / (R_oracle - R_random) per run, with '
+                  "R_oracle the oracle's mean final return on the same task: 0 is random, 1 is "
+                  "the oracle. The oracle's budget is larger, so its AUC spans a longer run.")
+  lines.append('')
+  lines += [f'![{os.path.splitext(p)[0]}]({p})' for p in plot_files]
+  _atomic_write(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
+
+
+def plot_curves(report: Mapping, path: str) -> None:
+  """One subplot per split: mean eval return with shaded 95% CI vs env steps, per method."""
+  splits, methods = _splits(report), list(report['methods'])
+  fig = Figure(figsize=(5.5 * len(splits), 4))
+  for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits):
+    for method, by_split in report['methods'].items():
+      if split in by_split:
+        c = by_split[split]['curve']
+        color = method_color(method, methods)
+        ax.plot(c['steps'], c['mean'], color=color, label=method)
+        ax.fill_between(c['steps'], c['ci_low'], c['ci_high'], color=color, alpha=0.2)
+    if split in report['random_return']:
+      ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')
+    ax.set(title=split, xlabel='env steps per task', ylabel='eval return')
+    ax.legend(fontsize='small')
+  _save_figure(fig, path)
+
+
+def _bar_group(ax, report: Mapping, key: str, split: str, x0: float, width: float,
+               labels: bool) -> None:
+  """Bars of report[...][split][key] mean with CI error bars, one per method, from x0."""
+  methods = list(report['methods'])
+  present = [m for m in methods if split in report['methods'][m]]
+  for i, method in enumerate(present):
+    s = report['methods'][method][split][key]
+    ax.bar(x0 + i * width, s['mean'], width, color=method_color(method, methods),
+           yerr=[[s['mean'] - s['ci_low']], [s['ci_high'] - s['mean']]], capsize=3, ecolor='0.45',
+           label=method if labels else None)
+
+
+def plot_final(report: Mapping, path: str) -> None:
+  """Per split a group of bars: final return mean with 95% CI, random return dashed."""
+  splits = _splits(report)
+  fig = Figure(figsize=(5.5 * len(splits), 4))
+  for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits):
+    _bar_group(ax, report, 'final_return', split, 0.0, 1.0, labels=True)
+    if split in report['random_return']:
+      ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')
+    ax.set(title=split, ylabel='final eval return', xticks=[])
+    ax.legend(fontsize='small')
+  _save_figure(fig, path)
+
+
+def plot_normalized(report: Mapping, path: str) -> None:
+  """Grouped bars of normalized final score (0 = random, 1 = oracle) per split and method."""
+  if 'oracle' not in report['methods']:
+    raise ValueError('normalized scores need the oracle method; run it or skip this plot')
+  splits, n_methods = _splits(report), len(report['methods'])
+  width = 0.8 / n_methods
+  fig = Figure(figsize=(max(5.0, 1.0 + 0.6 * n_methods * len(splits)), 4))
+  ax = fig.subplots()
+  for j, split in enumerate(splits):
+    _bar_group(ax, report, 'normalized_score', split, j - 0.4 + width / 2, width, labels=j == 0)
+  ax.axhline(0.0, color='grey', ls='--', label='random')
+  ax.axhline(1.0, color='black', ls=':', label='oracle level')
+  ax.set(xticks=range(len(splits)), xticklabels=splits, ylabel='normalized final score')
+  ax.legend(fontsize='small')
+  _save_figure(fig, path)
+
+
+def write_all(report: Mapping, run_dir: str) -> list[str]:
+  """Write report.json, the plots and report.md into run_dir, each atomically; return paths."""
+  os.makedirs(run_dir, exist_ok=True)
+  paths = [os.path.join(run_dir, 'report.json')]
+  _atomic_write(paths[0], lambda f: f.write(json.dumps(report, indent=2).encode()))
+  plots = [('curves.png', plot_curves), ('final_returns.png', plot_final)]
+  if 'oracle' in report['methods']:
+    plots.append(('normalized_scores.png', plot_normalized))
+  for name, plot in plots:
+    paths.append(os.path.join(run_dir, name))
+    plot(report, paths[-1])
+  paths.append(os.path.join(run_dir, 'report.md'))
+  write_markdown(report, paths[-1], [name for name, _ in plots])
+  return paths
