@@ -1,11 +1,9 @@
-"""Progress for long host loops: a bar on a terminal, absl log lines otherwise."""
+"""Progress for long host loops: a bar on a terminal, plain lines on stderr otherwise."""
 
 from __future__ import annotations
 
 import sys
 import time
-
-from absl import logging
 
 
 class Progress:
@@ -32,7 +30,7 @@ class Progress:
       sys.stderr.write(f'\r[{bar:<{self.width}}] {text}')
       sys.stderr.flush()
     else:
-      logging.info('%s', text)
+      print(f'{time.strftime("%H:%M:%S")} {text}', file=sys.stderr, flush=True)
 
   def close(self):
     if self.enabled and self.tty:

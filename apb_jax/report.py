@@ -251,7 +251,7 @@ def plot_curves(report: Mapping, path: str) -> None:
   """One subplot per split: mean eval return with shaded 95% CI vs env steps, per method."""
   splits, methods = _splits(report), list(report['methods'])
   fig = Figure(figsize=(5.5 * len(splits), 4))
-  for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits):
+  for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits, strict=True):
     for method, by_split in report['methods'].items():
       if split in by_split:
         c = by_split[split]['curve']
@@ -281,7 +281,7 @@ def plot_final(report: Mapping, path: str) -> None:
   """Per split a group of bars: final return mean with 95% CI, random return dashed."""
   splits = _splits(report)
   fig = Figure(figsize=(5.5 * len(splits), 4))
-  for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits):
+  for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits, strict=True):
     _bar_group(ax, report, 'final_return', split, 0.0, 1.0, labels=True)
     if split in report['random_return']:
       ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from apb_jax import evaluation
 from apb_jax.learners import agents, exploration, normalizer, sharding
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners.config import LearnerConfig
@@ -89,6 +90,7 @@ class Trainer:
     self.env = family.env
     self.obs_size = family.obs_size
     self.action_size = family.action_size
+    self.last_compile_s = 0.0    # seconds compiling chunk + evaluate in the latest train()
     self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(STATE_AXES, None),
                                   out_axes=(STATE_AXES, 0), axis_name=TASK_AXIS))
     self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(STATE_AXES,)))
@@ -209,22 +211,15 @@ class Trainer:
   def _evaluate_one(self, ls: LearnerState):
     """Mean undiscounted return of the deterministic policy over eval_episodes."""
     c = self.config
-    backbone = ls.shared.backbone
-    n = c.eval_episodes
+
+    def act(obs, key):
+      del key
+      return agents.deterministic_action(ls.agent.actor, agents.normalize(ls.agent, obs, c),
+                                         ls.shared.backbone, c)
+
     rng = jax.random.fold_in(ls.rng, 1)   # does not advance the training stream
     task = jax.tree.map(lambda x: x[0], ls.env_state.info['task'])
-    state = jax.vmap(self.env.reset)(jax.random.split(rng, n), _tile(task, n))
-
-    def body(carry, _):
-      state, ret, alive = carry
-      action = agents.deterministic_action(
-          ls.agent.actor, agents.normalize(ls.agent, state.obs, c), backbone, c)
-      state = jax.vmap(self.env.step)(state, action)
-      return (state, ret + alive * state.reward, alive * (1.0 - state.done)), None
-
-    (_, ret, _), _ = jax.lax.scan(body, (state, jnp.zeros(n), jnp.ones(n)), None,
-                                  length=self.env.episode_length)
-    return jnp.mean(ret)
+    return evaluation.episode_return(self.env, act, rng, task, c.eval_episodes)
 
   # -- the host loop -------------------------------------------------------------------
   def compile(self, state: LearnerState) -> float:
@@ -254,7 +249,7 @@ class Trainer:
       state, done, curves = self.init(rng, tasks, init_params), 0, None
     else:
       state, done, curves = resume
-    compile_s = self.compile(state)
+    compile_s = self.last_compile_s = self.compile(state)   # read by progress_fn observers
     curves = [np.asarray(self.evaluate(state))] if curves is None else list(curves)
     history = []
     progress = Progress(total=c.total_steps, label=label or f'{c.algo}/{c.mode}',

@@ -1,0 +1,74 @@
+"""Adaptation: fresh adapters (or a whole policy) learned on new tasks, K tasks x S seeds at once.
+
+The methods compared on every test task (design table):
+
+  method          backbone at the start        what trains                 budget
+  apb             meta-trained                 adapters (+ a fresh critic)  1x
+  apb_randominit  freshly initialised, random  adapters (+ a fresh critic)  1x
+  scratch         freshly initialised, random  everything (standard RL)     1x
+  finetune        meta-trained                 everything                   1x
+  oracle          freshly initialised, random  everything                   oracle_factor x
+
+`apb_randominit` and `scratch` start from the same random backbone as
+meta-training did, so `apb` vs `apb_randominit` isolates what meta-training
+changed. Runs are tasks x seeds flattened task-major onto the learners' task
+axis (run r = task r // S, seed r % S): one jitted call trains them all, each
+with its own adapters, critic, replay and random stream; the backbone is one
+shared copy (frozen in mode 'adapters'; each run's own trained copy in 'all').
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from apb_jax import policy
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  backbone: str      # 'meta' (the meta-trained backbone) or 'random'
+  mode: str          # learner mode: 'adapters' or 'all'
+  oracle: bool = False
+
+
+METHODS = {
+    'apb': Method(backbone='meta', mode='adapters'),
+    'apb_randominit': Method(backbone='random', mode='adapters'),
+    'scratch': Method(backbone='random', mode='all'),
+    'finetune': Method(backbone='meta', mode='all'),
+    'oracle': Method(backbone='random', mode='all', oracle=True),
+}
+
+
+def method(name: str) -> Method:
+  if name not in METHODS:
+    raise ValueError(f'unknown method {name!r}; choose from {list(METHODS)} '
+                     '(e.g. --config.methods=apb,scratch).')
+  return METHODS[name]
+
+
+def repeat_tasks(tasks, seeds: int):
+  """Task params `[K, ...]` -> `[K * seeds, ...]`, task-major (each task `seeds` times)."""
+  return jax.tree.map(lambda x: jnp.repeat(x, seeds, axis=0), tasks)
+
+
+def init_params(rng, backbone, n_runs: int, obs_size: int, action_size: int,
+                config: policy.PolicyConfig):
+  """`{'backbone': backbone, 'adapters': leaves [n_runs, ...]}`, fresh adapters per run."""
+  adapters = jax.vmap(lambda k: policy.init_adapters(k, obs_size, action_size, config))(
+      jax.random.split(rng, n_runs))
+  return {'backbone': backbone, 'adapters': adapters}
+
+
+def check_backbone(backbone, config: policy.PolicyConfig, source: str) -> None:
+  """Raises a one-line error if `backbone` does not have `config.widths`."""
+  widths = (*[backbone[f'dense_{i}']['kernel'].shape[0] for i in range(len(backbone))],
+            backbone[f'dense_{len(backbone) - 1}']['kernel'].shape[1]) if backbone else ()
+  if tuple(widths) != tuple(config.widths):
+    raise ValueError(
+        f'the backbone from {source} has widths {tuple(widths)} but this config has '
+        f'policy.widths={tuple(config.widths)}; pass --config.policy.widths="{tuple(widths)}" '
+        'or use a backbone trained with these widths.')

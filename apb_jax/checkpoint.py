@@ -1,0 +1,120 @@
+"""Orbax checkpoints and atomic files of a run directory.
+
+A run directory holds, for each stage, either its finished result (a small
+JSON file under `results/`, written last and atomically, which marks the stage
+done) or, while it runs, the learner's latest state under
+`checkpoints/<stage>/` (orbax; the newest step only). The backbone a run
+produces is saved on its own under `checkpoints/backbone/`, so another run can
+restore it without anything else (`restore_backbone`).
+
+Saves are synchronous and orbax writes each step into a temporary directory
+that it renames when complete, so a `kill -9` leaves either the previous or
+the new checkpoint, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes `obj` as JSON to `path` atomically (temporary file + rename)."""
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.json')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      json.dump(obj, f, indent=2)
+    os.chmod(tmp, 0o644)      # mkstemp makes it private
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+def read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def _manager(directory: str) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(directory),
+      options=ocp.CheckpointManagerOptions(max_to_keep=1, enable_async_checkpointing=False))
+
+
+class StageCheckpoints:
+  """The newest learner state of one running stage: (state, chunks_done, curves).
+
+  `save(chunks_done, state, curves)` matches the trainers' `checkpoint_fn`;
+  `restore(like)` returns the `resume` tuple they take, or None when the stage
+  has not checkpointed yet. `like` is a state of the right structure (e.g.
+  `jax.eval_shape` of the trainer's init).
+  """
+
+  def __init__(self, directory: str):
+    self.directory = directory
+    self._manager = _manager(directory)
+
+  def save(self, chunks_done: int, state, curves) -> None:
+    meta = {'chunks_done': int(chunks_done),
+            'curves': [np.asarray(c, np.float64).tolist() for c in curves]}
+    self._manager.save(chunks_done, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(_sized_leaves(state)), meta=ocp.args.JsonSave(meta)))
+    self._manager.wait_until_finished()
+
+  def restore(self, like) -> Optional[tuple]:
+    step = self._manager.latest_step()
+    if step is None:
+      return None
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _sized_leaves(like))
+    out = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    leaves, treedef = jax.tree.flatten(like)
+    state = jax.tree.unflatten(treedef, [
+        out.state[str(i)] if _size(x) else np.zeros(x.shape, x.dtype)
+        for i, x in enumerate(leaves)])
+    curves = [np.asarray(c, np.float32) for c in out.meta['curves']]
+    return state, out.meta['chunks_done'], curves
+
+  def remove(self) -> None:
+    """Deletes the stage's checkpoints (once its result is written)."""
+    self._manager.close()
+    shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _size(x) -> int:
+  return int(np.prod(x.shape))
+
+
+def _sized_leaves(tree) -> dict:
+  """{leaf index: leaf} without the zero-size leaves (orbax cannot write them; mjx has some)."""
+  return {str(i): x for i, x in enumerate(jax.tree.leaves(tree)) if _size(x)}
+
+
+def save_params(directory: str, params) -> None:
+  """Saves a params pytree (e.g. the backbone) on its own, replacing any previous one."""
+  directory = os.path.abspath(directory)
+  if os.path.exists(directory):
+    shutil.rmtree(directory)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(directory, jax.device_get(params))
+  checkpointer.wait_until_finished()
+
+
+def restore_params(directory: str, like=None):
+  """Restores a params pytree saved by `save_params` (as numpy-backed jax arrays)."""
+  checkpointer = ocp.StandardCheckpointer()
+  if like is None:
+    return checkpointer.restore(os.path.abspath(directory))
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+  return checkpointer.restore(os.path.abspath(directory), abstract)

@@ -1,0 +1,57 @@
+"""The metrics log of a run: one JSON object per line (`metrics.jsonl`) and TensorBoard events.
+
+    log = MetricsLog(run_dir)
+    log.write('adapt', step, {'eval_return': [K], 'critic_loss': [K]}, method='apb', split='test_id')
+
+Each line holds the stage, the tags (method, split), the env steps per task,
+the wall time, and for every metric its mean over tasks and its per-task
+values. TensorBoard gets the mean as the scalar `<stage>[/<method>][/<split>]/<name>`
+(`tensorboard --logdir <run_dir>/tb`). After a resume, lines between the last
+checkpoint and the kill are written again; readers keep the last line for a
+(stage, tags, step).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+
+class MetricsLog:
+
+  def __init__(self, run_dir: str):
+    self.path = os.path.join(run_dir, 'metrics.jsonl')
+    self._file = open(self.path, 'a', buffering=1)     # line-buffered: whole lines on disk
+    self._tb = SummaryWriter(os.path.join(run_dir, 'tb'), flush_secs=10)
+
+  def write(self, stage: str, step: int, metrics: dict, **tags) -> None:
+    record = {'stage': stage, **tags, 'step': int(step), 'time': time.time()}
+    prefix = '/'.join([stage, *[str(v) for v in tags.values()]])
+    for name, value in metrics.items():
+      value = np.asarray(value, np.float64)
+      record[name] = float(value.mean())
+      if value.ndim:
+        record[f'{name}_per_task'] = value.reshape(-1).tolist()
+      self._tb.add_scalar(f'{prefix}/{name}', record[name], int(step))
+    self._file.write(json.dumps(record) + '\n')
+
+  def close(self) -> None:
+    self._file.close()
+    self._tb.close()
+
+
+def read(path: str) -> list[dict]:
+  """The records of `metrics.jsonl`, keeping the last one per (stage, tags, step)."""
+  records = {}
+  with open(path) as f:
+    for line in f:
+      if not line.strip():
+        continue
+      r = json.loads(line)
+      key = tuple((k, v) for k, v in r.items() if k in ('stage', 'method', 'split', 'step'))
+      records[key] = r
+  return list(records.values())

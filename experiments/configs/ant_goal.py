@@ -1,0 +1,10 @@
+"""`ant_goal`: see experiments/configs/common.py for the fields and profiles.
+
+    python -m experiments.run --config=experiments/configs/ant_goal.py:default --workdir=runs/ant_goal
+"""
+
+from experiments.configs import common
+
+
+def get_config(profile: str = 'default'):
+  return common.get_config('ant_goal', profile)

@@ -1,0 +1,65 @@
+"""The fields every family's config has, and the three profiles.
+
+    --config=experiments/configs/ant_goal.py:default --config.seed=3 --config.methods=apb,scratch
+
+Profiles (budgets in env steps per task):
+  smoke    the whole pipeline in a few minutes on a 2-core CPU: tiny networks,
+           tiny budgets; checks that everything runs, not that anything learns.
+  default  one family in under an hour on a 2-core CPU, with learning a reader
+           can see: meta-training on 8 tasks, adaptation on 4 tasks x 2 seeds
+           per split.
+  paper    GPU-scale: meta-training >= 1M steps per task set, adaptation 200k
+           steps per task, 5 seeds, the oracle (5x budget) on.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+PROFILES = ('smoke', 'default', 'paper')
+
+
+def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
+  if profile not in PROFILES:
+    raise ValueError(f'unknown profile {profile!r}; choose one of {list(PROFILES)} '
+                     f'(e.g. --config=experiments/configs/{task}.py:smoke).')
+  c = ml_collections.ConfigDict()
+  c.task = task
+  c.profile = profile
+  c.seed = 0
+  c.methods = 'apb,apb_randominit,scratch,finetune'
+  c.splits = 'test_id,test_ood'
+  c.learner = 'sac'              # sac | td3
+  c.exploration = 'action'       # action | param (the adaptation protocol)
+  c.backbone_from = ''           # a run directory whose meta-trained backbone to reuse
+  c.oracle_factor = 5            # the oracle's budget, in multiples of adapt.total_steps
+
+  c.policy = ml_collections.ConfigDict({'widths': (256, 256, 256), 'activation': 'relu'})
+  # Learner settings shared by every stage (apb_jax.learners.LearnerConfig fields).
+  c.rl = ml_collections.ConfigDict({
+      'num_envs': 16, 'batch_size': 256, 'grad_updates_per_step': 4, 'buffer_size': 1_000_000,
+      'warmup_steps': 2_048, 'eval_episodes': 4, 'gamma': 0.99, 'tau': 0.005,
+      'actor_lr': 3e-4, 'critic_lr': 3e-4, 'alpha_lr': 3e-4, 'init_alpha': 1.0,
+      'reward_scale': 1.0, 'normalize_obs': True, 'critic_widths': (256, 256)})
+  c.meta = ml_collections.ConfigDict({
+      'method': 'rl',            # rl: multi-task SAC/TD3 with a shared backbone; bc: distil experts
+      'num_tasks': 8, 'total_steps': 200_000, 'eval_every': 20_000,
+      'distill': {'steps': 2_000, 'batch_size': 256, 'lr': 1e-3, 'demo_steps': 8_192,
+                  'behaviour_noise': 0.2}})
+  c.adapt = ml_collections.ConfigDict({
+      'num_tasks': 4, 'seeds': 2, 'total_steps': 30_000, 'eval_every': 3_008})
+
+  if profile == 'smoke':
+    c.policy.widths = (32, 32)
+    c.rl.update(num_envs=8, batch_size=64, grad_updates_per_step=1, warmup_steps=128,
+                eval_episodes=1, critic_widths=(32, 32))
+    c.meta.update(num_tasks=2, total_steps=1_024, eval_every=512)
+    c.meta.distill.update(steps=50, batch_size=64, demo_steps=256)
+    c.adapt.update(num_tasks=2, seeds=1, total_steps=512, eval_every=256)
+  elif profile == 'paper':
+    c.methods += ',oracle'
+    c.meta.update(num_tasks=16, total_steps=1_000_000, eval_every=50_000)
+    c.meta.distill.update(steps=20_000, demo_steps=100_000)
+    c.adapt.update(num_tasks=8, seeds=5, total_steps=200_000, eval_every=10_000)
+    c.rl.update(grad_updates_per_step=1, num_envs=16)
+  return c

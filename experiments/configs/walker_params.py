@@ -1,0 +1,10 @@
+"""`walker_params`: see experiments/configs/common.py for the fields and profiles.
+
+    python -m experiments.run --config=experiments/configs/walker_params.py:default --workdir=runs/walker_params
+"""
+
+from experiments.configs import common
+
+
+def get_config(profile: str = 'default'):
+  return common.get_config('walker_params', profile)

@@ -1,0 +1,44 @@
+"""Runs the APB experiment of one task family: meta_train -> adapt -> report.
+
+    python -m experiments.run --config=experiments/configs/ant_goal.py:default \
+        --workdir=runs/ant_goal_default [--config.seed=1 --config.methods=apb,scratch ...]
+
+Any config field can be overridden with --config.<field>=<value>. Rerunning the
+same command in the same --workdir resumes a killed run from its last
+checkpoint and skips finished stages. Writes report.json, report.md and plots
+to --workdir.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'experiments/configs/<family>.py:<profile>', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'run directory (created or resumed)')
+_PROGRESS = flags.DEFINE_bool('progress', True, 'show progress while training')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}; pass settings as --config.<field>=')
+  if _CONFIG.value is None or not _WORKDIR.value:
+    sys.exit('error: pass --config=experiments/configs/<family>.py:<profile> and --workdir=DIR.')
+  from apb_jax import cache, experiment   # after flag parsing: --help stays fast
+  cache.enable_compilation_cache()
+  logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
+  try:
+    out = experiment.run(_CONFIG.value, _WORKDIR.value, show_progress=_PROGRESS.value)
+  except (ValueError, FloatingPointError) as e:
+    sys.exit(f'error: {e}')
+  print(f'report: {os.path.join(_WORKDIR.value, "report.md")}')
+  for method, per in out['methods'].items():
+    print(method, ' '.join(f'{s}: {v["final_return"]["mean"]:.1f}' for s, v in per.items()))
+
+
+if __name__ == '__main__':
+  app.run(main)
