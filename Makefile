@@ -8,7 +8,7 @@ RUFF   := $(VENV)/bin/ruff
 export JAX_PLATFORMS ?= cpu
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test test-all lint bench bench-envs clean
+.PHONY: install test test-all lint bench bench-envs experiment clean
 
 install: $(STAMP)
 
@@ -39,6 +39,16 @@ bench: install
 # Per family: compile time of reset+step and vmapped env steps/s at K=1,16,128.
 bench-envs: install
 	$(PY) experiments/bench_envs.py --out=runs/bench/envs.json
+
+# The whole APB pipeline for one family: make experiment TASK=ant_goal [PROFILE=default] [WORKDIR=...]
+# Rerun the same command to resume a killed run.
+TASK    ?= ant_goal
+PROFILE ?= default
+WORKDIR ?= runs/$(TASK)_$(PROFILE)
+FAMILIES := $(basename $(notdir $(filter-out %/common.py %/__init__.py,$(wildcard experiments/configs/*.py))))
+experiment: install
+	@test -f experiments/configs/$(TASK).py || { echo "error: unknown TASK=$(TASK); choose one of: $(FAMILIES)"; exit 2; }
+	$(PY) -m experiments.run --config=experiments/configs/$(TASK).py:$(PROFILE) --workdir=$(WORKDIR) $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

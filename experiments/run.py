@@ -23,6 +23,21 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'run directory (created or resum
 _PROGRESS = flags.DEFINE_bool('progress', True, 'show progress while training')
 
 
+def parse_flags(argv):
+  """absl's flag parsing, with config mistakes reported in one line that names the fix."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:      # --config.<field> that the config lacks
+    key = str(e).strip('"\'')
+    given = [a.split('=')[0] for a in argv[1:] if a.split('=')[0].endswith(f'.{key}')]
+    sys.exit(f'error: unknown config field {given[0] if given else key}; the fields and their '
+             'defaults are in experiments/configs/common.py.')
+  except flags.Error as e:                     # e.g. an unknown profile: keep the last line
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    last = lines[-1] if lines else str(e)
+    sys.exit(f'error: {last.removeprefix("ValueError: ")}')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}; pass settings as --config.<field>=')
@@ -41,4 +56,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

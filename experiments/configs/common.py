@@ -43,11 +43,11 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
       'reward_scale': 1.0, 'normalize_obs': True, 'critic_widths': (256, 256)})
   c.meta = ml_collections.ConfigDict({
       'method': 'rl',            # rl: multi-task SAC/TD3 with a shared backbone; bc: distil experts
-      'num_tasks': 8, 'total_steps': 200_000, 'eval_every': 20_000,
+      'num_tasks': 8, 'total_steps': 204_800, 'eval_every': 20_480,
       'distill': {'steps': 2_000, 'batch_size': 256, 'lr': 1e-3, 'demo_steps': 8_192,
                   'behaviour_noise': 0.2}})
   c.adapt = ml_collections.ConfigDict({
-      'num_tasks': 4, 'seeds': 2, 'total_steps': 30_000, 'eval_every': 3_008})
+      'num_tasks': 4, 'seeds': 2, 'total_steps': 30_720, 'eval_every': 3_072})
 
   if profile == 'smoke':
     c.policy.widths = (32, 32)

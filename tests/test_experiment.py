@@ -1,0 +1,286 @@
+"""The APB pipeline: run directory, resume after kill -9, backbone reuse, errors, BC meta-training.
+
+Fast orchestration checks run in-process on the one-step probe family; two
+checks run the real launcher (`python -m experiments.run`) on cheetah_vel
+with the smoke profile, one of them killed with SIGKILL and resumed.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from apb_jax import checkpoint, experiment, meta_train, metrics, policy
+from apb_jax.learners import LearnerConfig, make_train
+from apb_jax.tasks.probes import make_probe
+from experiments.configs import common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+METHODS = ['apb', 'apb_randominit', 'scratch', 'finetune']
+SPLITS = ['test_id', 'test_ood']
+
+
+# -- in-process, on the probe family -------------------------------------------------------
+def probe_config(**changes):
+  c = common.get_config('probe', 'smoke')
+  c.rl.update(num_envs=16, batch_size=64, warmup_steps=256, actor_lr=3e-3, critic_lr=3e-3,
+              alpha_lr=3e-3, init_alpha=0.1, gamma=0.5, tau=0.05, normalize_obs=False,
+              grad_updates_per_step=2, critic_widths=(16, 16))
+  c.policy.update(widths=(16, 16), activation='tanh')   # tanh'(0) = 1: the probe's obs is 0
+  c.meta.update(num_tasks=3, total_steps=2048, eval_every=1024)
+  c.adapt.update(num_tasks=2, seeds=2, total_steps=4096, eval_every=2048)
+  for key, value in changes.items():
+    group, _, name = key.rpartition('.')
+    (c[group] if group else c)[name] = value
+  return c
+
+
+PROBE = make_probe('action')
+
+
+def _run(config, workdir):
+  return experiment.run(config, str(workdir), show_progress=False, family=PROBE)
+
+
+@pytest.fixture(scope='module')
+def probe_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('probe_run')
+  return workdir, _run(probe_config(), workdir)
+
+
+def test_probe_pipeline_report_and_stages(probe_run):
+  workdir, out = probe_run
+  assert list(out['methods']) == METHODS
+  for method in METHODS:
+    assert list(out['methods'][method]) == SPLITS
+    for split in SPLITS:
+      entry = out['methods'][method][split]
+      assert len(entry['final_return']['per_run']) == 4           # 2 tasks x 2 seeds
+      assert entry['curve']['steps'] == [0, 2048, 4096]
+  stages = sorted(os.listdir(workdir / 'results'))
+  assert stages == sorted(['meta_train.json', 'random_return.json'] + [
+      f'adapt_{m}_{s}.json' for m in METHODS for s in SPLITS])
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['backbone', 'meta_adapters']
+  assert json.loads((workdir / 'report.json').read_text()) == out
+  # The one-step probe is solved (return -(a - target)^2 near 0) by every method.
+  for method in METHODS:
+    assert out['methods'][method]['test_id']['final_return']['mean'] > -0.05, method
+  assert out['random_return']['test_id'] < -0.2
+
+
+def test_backbone_checkpoint_restores_alone_and_meta_training_moved_it(probe_run):
+  workdir, _ = probe_run
+  backbone = checkpoint.restore_params(str(workdir / 'checkpoints' / 'backbone'))['backbone']
+  chex.assert_shape(backbone['dense_0']['kernel'], (16, 16))
+  exp = experiment.Experiment(probe_config(), str(workdir), show_progress=False, family=PROBE)
+  start = exp.random_backbone()
+  moved = jax.tree.map(lambda a, b: not np.allclose(a, b), backbone, start)
+  assert moved['dense_0']['bias'], moved
+
+
+def test_rerun_of_a_finished_run_redoes_nothing(probe_run):
+  workdir, out = probe_run
+  mtimes = {f: os.path.getmtime(workdir / 'results' / f) for f in os.listdir(workdir / 'results')}
+  lines = (workdir / 'metrics.jsonl').read_text().count('\n')
+  assert _run(probe_config(), workdir) == out
+  assert mtimes == {f: os.path.getmtime(workdir / 'results' / f) for f in mtimes}
+  assert (workdir / 'metrics.jsonl').read_text().count('\n') == lines
+
+
+def test_backbone_from_reuses_the_meta_trained_backbone(probe_run, tmp_path):
+  workdir, out = probe_run
+  reused = _run(probe_config(backbone_from=str(workdir), methods='apb'), tmp_path)
+  assert not os.path.exists(tmp_path / 'results' / 'meta_train.json')
+  assert reused['methods']['apb'] == out['methods']['apb']     # same backbone, same seeds
+
+
+def test_backbone_of_other_widths_and_changed_config_fail_with_the_fix(probe_run, tmp_path):
+  workdir, _ = probe_run
+  with pytest.raises(ValueError, match=r'has widths \(16, 16\).*--config.policy.widths'):
+    _run(probe_config(backbone_from=str(workdir), **{'policy.widths': (8, 8)}), tmp_path)
+  with pytest.raises(ValueError, match=r'another config \(seed: 0 -> 1\).*new --workdir'):
+    _run(probe_config(seed=1), workdir)
+
+
+@pytest.mark.parametrize('field,value,message', [
+    ('task', 'cheetah_fly', "unknown task family 'cheetah_fly'; choose one of"),
+    ('methods', 'apb,maml', "unknown method 'maml'; choose from"),
+    ('learner', 'ppo', "unknown --config.learner='ppo'"),
+    ('exploration', 'curiosity', "unknown --config.exploration='curiosity'"),
+    ('meta.method', 'maml', "unknown --config.meta.method='maml'"),
+    ('splits', 'test_id,val', "unknown split 'val'"),
+    ('adapt.seeds', 0, r'--config.adapt.seeds=0 must be >= 1'),
+    ('adapt.total_steps', 1000, 'must be a non-negative multiple of num_envs'),
+    ('backbone_from', '/nonexistent', 'holds no checkpoints/backbone/'),
+])
+def test_bad_config_fails_at_once_with_a_one_line_fix(field, value, message, tmp_path):
+  with pytest.raises(ValueError, match=message) as info:
+    experiment.Experiment(probe_config(**{field: value}), str(tmp_path / 'run'),
+                          family=None if field == 'task' else PROBE)
+  assert '\n' not in str(info.value)
+  assert not os.path.exists(tmp_path / 'run')           # nothing written
+
+
+def test_nan_stops_with_stage_method_task_and_step_keeping_last_checkpoint(tmp_path):
+  # Chunk 1 is all warm-up (no updates, finite); the first update makes the critic NaN.
+  config = probe_config(methods='apb_randominit', splits='test_id', **{
+      'rl.reward_scale': float('nan'), 'rl.warmup_steps': 2048})
+  with pytest.raises(FloatingPointError) as info:
+    _run(config, tmp_path)
+  text = str(info.value)
+  for part in ('stage adapt_apb_randominit_test_id', 'method apb_randominit', 'split test_id',
+               'task index 0', 'env steps 4096', 'last good checkpoint'):
+    assert part in text, (part, text)
+  assert os.listdir(tmp_path / 'checkpoints' / 'adapt_apb_randominit_test_id') == ['1']
+
+
+def test_bc_meta_training_distils_experts_into_one_backbone(tmp_path):
+  config = probe_config(methods='apb', splits='test_id', **{
+      'meta.method': 'bc', 'meta.distill': {'steps': 300, 'batch_size': 64, 'lr': 3e-3,
+                                            'demo_steps': 256, 'behaviour_noise': 0.2}})
+  out = _run(config, tmp_path)
+  result = checkpoint.read_json(str(tmp_path / 'results' / 'meta_train.json'))
+  first, last = result['bc_loss']
+  assert last < 0.1 * first and last < 1e-3, result['bc_loss']
+  assert os.path.exists(tmp_path / 'results' / 'meta_experts.json')
+  assert not os.path.exists(tmp_path / 'checkpoints' / 'meta_experts')  # dropped once distilled
+  assert out['methods']['apb']['test_id']['final_return']['mean'] > -0.05
+
+
+def test_distill_fits_each_task_through_one_shared_backbone():
+  config = policy.PolicyConfig(widths=(32, 32), activation='tanh')
+  k, n = 3, 512
+  obs = jax.random.normal(jax.random.PRNGKey(0), (k, n, 2))
+  w = jnp.array([[0.5, -0.3], [-0.4, 0.2], [0.1, 0.6]])          # task k's expert: tanh(w_k . s)
+  actions = jnp.tanh(jnp.einsum('kns,ks->kn', obs, w))[..., None]
+  params = {'backbone': policy.init_backbone(jax.random.PRNGKey(1), config),
+            'adapters': jax.vmap(lambda r: policy.init_adapters(r, 2, 1, config))(
+                jax.random.split(jax.random.PRNGKey(2), k))}
+  fitted, losses = meta_train.distill(jax.random.PRNGKey(3), obs, actions, params, config,
+                                      meta_train.DistillConfig(steps=1500, batch_size=128, lr=3e-3))
+  chex.assert_shape(losses, (1500,))
+  assert float(losses[-50:].mean()) < 0.02 * float(losses[0]), (losses[0], losses[-1])
+  chex.assert_trees_all_equal_shapes(fitted['backbone'], params['backbone'])   # one copy
+  for i in range(k):   # every task fitted by its own adapters on the shared backbone
+    loc = policy.apply(fitted['backbone'], jax.tree.map(lambda x, i=i: x[i], fitted['adapters']),
+                       obs[i], config).loc
+    assert float(jnp.mean(jnp.square(jnp.tanh(loc) - actions[i]))) < 5e-3, i
+
+
+def test_demonstrations_label_visited_states_with_the_expert_action():
+  cfg = LearnerConfig(
+      mode='all', policy=policy.PolicyConfig(widths=(16, 16)), critic_widths=(16, 16),
+      total_steps=256, eval_every=256, warmup_steps=64, batch_size=32, buffer_size=256,
+      normalize_obs=False)
+  trainer = make_train(cfg, PROBE)
+  params = {'backbone': policy.init_backbone(jax.random.PRNGKey(0), cfg.policy),
+            'adapters': jax.vmap(lambda r: policy.init_adapters(r, 1, 1, cfg.policy))(
+                jax.random.split(jax.random.PRNGKey(1), 2))}
+  state = trainer.train(jax.random.PRNGKey(2), PROBE.sample(jax.random.PRNGKey(3), 2, 'train'),
+                        params, show_progress=False).state
+  obs, labels = meta_train.demonstrations(PROBE.env, state, cfg, jax.random.PRNGKey(4), 64, 0.3)
+  chex.assert_shape((obs, labels), ((2, 64, 1), (2, 64, 1)))
+  for i in range(2):
+    actor = jax.tree.map(lambda x, i=i: x[i], state.agent.actor)
+    expected = policy.apply(actor['backbone'], actor['adapters'], obs[i], cfg.policy).action
+    np.testing.assert_allclose(labels[i], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_metrics_log_writes_jsonl_and_tensorboard_and_reader_keeps_the_last(tmp_path):
+  log = metrics.MetricsLog(str(tmp_path))
+  log.write('adapt', 256, {'eval_return': np.array([1.0, 3.0])}, method='apb', split='test_id')
+  log.write('adapt', 256, {'eval_return': np.array([5.0, 7.0])}, method='apb', split='test_id')
+  log.close()
+  records = metrics.read(str(tmp_path / 'metrics.jsonl'))
+  assert len(records) == 1 and records[0]['eval_return'] == 6.0
+  assert records[0]['eval_return_per_task'] == [5.0, 7.0]
+  events = os.listdir(tmp_path / 'tb')
+  assert len(events) == 1 and events[0].startswith('events.out.tfevents')
+  assert os.path.getsize(tmp_path / 'tb' / events[0]) > 0
+
+
+# -- the launcher, on a real family ---------------------------------------------------------
+SMOKE = ['--config=experiments/configs/cheetah_vel.py:smoke', '--progress=false']
+
+
+def _launch(workdir, *extra):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  return subprocess.Popen([sys.executable, '-m', 'experiments.run', *SMOKE,
+                           f'--workdir={workdir}', *extra], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize('args,message', [
+    (['--config.rl.foo=1'], 'error: unknown config field --config.rl.foo; the fields'),
+    (['--config=experiments/configs/cheetah_vel.py:fast'], "error: unknown profile 'fast'"),
+])
+def test_launcher_config_mistakes_stop_in_one_line(args, message, tmp_path):
+  proc = _launch(tmp_path / 'run', *args)
+  _, stderr = proc.communicate(timeout=120)
+  assert proc.returncode != 0
+  assert stderr.strip().splitlines()[-1].startswith(message), stderr[-2000:]
+  assert not os.path.exists(tmp_path / 'run')
+
+
+@pytest.fixture(scope='module')
+def smoke_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('smoke')
+  proc = _launch(workdir)
+  stdout, stderr = proc.communicate(timeout=900)
+  assert proc.returncode == 0, stderr[-3000:]
+  return workdir, stdout
+
+
+def test_smoke_launcher_writes_the_whole_run_directory(smoke_run):
+  workdir, stdout = smoke_run
+  for name in ('config.json', 'tasks.json', 'versions.json', 'metrics.jsonl', 'report.json',
+               'report.md', 'curves.png', 'final_returns.png'):
+    assert os.path.getsize(workdir / name) > 0, name
+  assert 'report:' in stdout
+  sets = json.loads((workdir / 'tasks.json').read_text())
+  assert {k: len(v['params']['velocity']) for k, v in sets.items()} == {
+      'train': 2, 'test_id': 2, 'test_ood': 2}
+  assert json.loads((workdir / 'versions.json').read_text())['jax'] == jax.__version__
+  out = json.loads((workdir / 'report.json').read_text())
+  assert (out['task'], out['profile'], out['learner'], out['exploration'], out['seeds']) == (
+      'cheetah_vel', 'smoke', 'sac', 'action', 1)
+  assert list(out['methods']) == METHODS and set(out['random_return']) == set(SPLITS)
+  assert out['timing']['env_steps'] == 2 * 1024 + 8 * 2 * 512
+  stages = {(r['stage'], r.get('method'), r.get('split'))
+            for r in metrics.read(str(workdir / 'metrics.jsonl'))}
+  assert ('meta', 'rl', 'train') in stages and ('adapt', 'finetune', 'test_ood') in stages
+  assert os.listdir(workdir / 'tb')
+
+
+def test_killed_launcher_resumes_to_the_same_report(smoke_run, tmp_path):
+  reference, _ = smoke_run
+  stage = 'adapt_apb_test_ood'
+  proc = _launch(tmp_path)
+  deadline = time.time() + 900
+  while not os.path.exists(tmp_path / 'checkpoints' / stage / '1'):
+    assert proc.poll() is None and time.time() < deadline, 'run ended before the kill point'
+    time.sleep(0.02)
+  os.kill(proc.pid, signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(tmp_path / 'results' / f'{stage}.json')   # killed mid-stage
+  done = {f: os.path.getmtime(tmp_path / 'results' / f) for f in os.listdir(tmp_path / 'results')}
+  assert 'meta_train.json' in done
+  resumed = _launch(tmp_path)
+  _, stderr = resumed.communicate(timeout=900)
+  assert resumed.returncode == 0, stderr[-3000:]
+  assert done == {f: os.path.getmtime(tmp_path / 'results' / f) for f in done}   # not redone
+  lines = [json.loads(x) for x in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  chunk1 = [x for x in lines if (x['stage'], x.get('method'), x.get('split'), x['step'])
+            == ('adapt', 'apb', 'test_ood', 256)]
+  assert len(chunk1) == 1            # resumed after chunk 1, not restarted
+  got, want = (json.loads((d / 'report.json').read_text()) for d in (tmp_path, reference))
+  got.pop('timing'), want.pop('timing')
+  assert got == want
