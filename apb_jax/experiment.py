@@ -164,7 +164,12 @@ class Experiment:
   # -- one learner stage, resumable -------------------------------------------------------
   def _learner_stage(self, name, learner, rng, task_set, init_params, keep_checkpoint=False,
                      **tags):
-    """Trains (or resumes) stage `name`; returns (result dict, final state or None if done)."""
+    """Trains (or resumes) stage `name`.
+
+    Returns (result dict, final learner state, its StageCheckpoints); the state is None when
+    the stage was already done (its result is read back). The caller saves what it needs
+    from the state, then calls `_finish`.
+    """
     result_path = self._path('results', f'{name}.json')
     ckpt = checkpoint.StageCheckpoints(self._path('checkpoints', name))
     if os.path.exists(result_path):
@@ -176,16 +181,15 @@ class Experiment:
     timing_path = ckpt.directory + '.timing.json'     # seconds spent before a kill
     timing = checkpoint.read_json(timing_path) if resume and os.path.exists(timing_path) else {}
     before_s, before_compile_s = timing.get('run_s', 0.0), timing.get('compile_s', 0.0)
-    start, compiled = time.perf_counter(), {}
+    start = time.perf_counter()
 
     def save(chunks_done, state, curves):
       ckpt.save(chunks_done, state, curves)
       checkpoint.write_json(timing_path, {
           'run_s': before_s + time.perf_counter() - start,
-          'compile_s': before_compile_s + compiled.get('s', 0.0)})
+          'compile_s': before_compile_s + trainer.last_compile_s})
 
     def progress(steps, metrics):
-      compiled.setdefault('s', trainer.last_compile_s)
       self.log.write(name.split('_')[0], steps, metrics, **tags)
 
     try:

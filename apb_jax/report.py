@@ -262,6 +262,10 @@ def plot_curves(report: Mapping, path: str) -> None:
       ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')
     ax.set(title=split, xlabel='env steps per task', ylabel='eval return')
     ax.legend(fontsize='small')
+  fig.suptitle(f"{report['task']}: mean and 95% CI over tasks x {report['seeds']} seeds "
+               f"({report['profile']} profile, {report['learner']}, {report['exploration']} "
+               'exploration)', fontsize='medium')
+  fig.tight_layout()
   _save_figure(fig, path)
 
 
