@@ -220,13 +220,14 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
   for split in _splits(report):
     entries = {m: s[split] for m, s in report['methods'].items() if split in s}
     normalized = any('normalized_score' in e for e in entries.values())
-    head = ['method', 'final return mean [95% CI]', 'IQM', 'AUC mean [95% CI]']
+    head = ['method', 'return before training', 'final return mean [95% CI]', 'IQM',
+            'AUC mean [95% CI]']
     head += ['normalized score mean [95% CI]'] if normalized else []
     lines += [f'## {split}', '', '| ' + ' | '.join(head) + ' |',
               '|' + '---|' * len(head)]
     for method, e in entries.items():
-      row = [method, _ci_cell(e['final_return']), f"{e['final_return']['iqm']:.2f}",
-             _ci_cell(e['auc'])]
+      row = [method, f"{e['curve']['mean'][0]:.2f}", _ci_cell(e['final_return']),
+             f"{e['final_return']['iqm']:.2f}", _ci_cell(e['auc'])]
       row += [_ci_cell(e['normalized_score'])] if normalized else []
       lines.append('| ' + ' | '.join(row) + ' |')
     if split in report['random_return']:
@@ -234,7 +235,8 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
     lines.append('')
   lines += ['## How to read this', '',
             'Final return is the deterministic evaluation return at the end of the training '
-            'budget. AUC is the mean evaluation return over training (area under the learning '
+            'budget; compare it with the return before training (the initial policy, whose '
+            'near-zero actions often beat the random policy by their control cost alone). AUC is the mean evaluation return over training (area under the learning '
             'curve divided by its length in env steps), a measure of sample efficiency. '
             'Intervals are 95% percentile bootstrap intervals of the mean over tasks x seeds; '
             'IQM is the interquartile mean (mean of the middle 50% of runs).']

@@ -189,8 +189,10 @@ def test_write_all(tmp_path):
                '(curves.png)', '(final_returns.png)', '(normalized_scores.png)']:
     assert word in md, word
   assert '2.1 min' in md  # 125 s of wall time
-  apb_final = r['methods']['apb']['test_id']['final_return']
-  assert f"{apb_final['mean']:.2f} [{apb_final['ci_low']:.2f}, {apb_final['ci_high']:.2f}]" in md
+  apb = r['methods']['apb']['test_id']
+  apb_final, start = apb['final_return'], apb['curve']['mean'][0]
+  assert (f"| apb | {start:.2f} | {apb_final['mean']:.2f} [{apb_final['ci_low']:.2f}, "
+          f"{apb_final['ci_high']:.2f}]") in md
 
 
 def test_write_all_without_oracle(tmp_path):
