@@ -1,4 +1,4 @@
-"""Orbax checkpoints and atomic files of a run directory.
+"""Orbax checkpoints of a run directory (the JSON files beside them: apb_jax.files).
 
 A run directory holds, for each stage, either its finished result (a small
 JSON file under `results/`, written last and atomically, which marks the stage
@@ -14,36 +14,13 @@ the new checkpoint, never half of one.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import tempfile
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-
-
-def write_json(path: str, obj: Any) -> None:
-  """Writes `obj` as JSON to `path` atomically (temporary file + rename)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix='.tmp-', suffix='.json')
-  try:
-    with os.fdopen(fd, 'w') as f:
-      json.dump(obj, f, indent=2)
-    os.chmod(tmp, 0o644)      # mkstemp makes it private
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
 
 
 def _manager(directory: str) -> ocp.CheckpointManager:

@@ -27,7 +27,7 @@ import zlib
 import jax
 import numpy as np
 
-from apb_jax import adapt, checkpoint, evaluation, meta_train, policy, report, tasks
+from apb_jax import adapt, checkpoint, evaluation, files, meta_train, policy, report, tasks
 from apb_jax.learners import LearnerConfig, Trainer
 from apb_jax.learners.config import ALGOS, EXPLORATIONS
 from apb_jax.metrics import MetricsLog
@@ -138,22 +138,22 @@ class Experiment:
     os.makedirs(self.dir, exist_ok=True)
     config_json = json.loads(self.config.to_json_best_effort())
     if os.path.exists(self._path('config.json')):
-      old = checkpoint.read_json(self._path('config.json'))
+      old = files.read_json(self._path('config.json'))
       diff = sorted(_flat_diff(old, config_json))
       if diff:
         raise ValueError(
             f'{self.dir} holds a run with another config ({"; ".join(diff[:3])}); rerun with '
             'the same flags to resume it, or pass a new --workdir.')
     else:
-      checkpoint.write_json(self._path('config.json'), config_json)
+      files.write_json(self._path('config.json'), config_json)
     if not os.path.exists(self._path('tasks.json')):
       sets = {split: json.loads(self.family.tasks_to_json(
           self.family.sample(_key(self.config, f'tasks/{split}'), n, split), split))
               for split, n in (('train', self.config.meta.num_tasks),
                                *((s, self.config.adapt.num_tasks) for s in SPLITS))}
-      checkpoint.write_json(self._path('tasks.json'), sets)
-    checkpoint.write_json(self._path('versions.json'), versions())
-    saved = checkpoint.read_json(self._path('tasks.json'))
+      files.write_json(self._path('tasks.json'), sets)
+    files.write_json(self._path('versions.json'), versions())
+    saved = files.read_json(self._path('tasks.json'))
     self.tasks = {split: self.family.tasks_from_json(json.dumps(v)) for split, v in saved.items()}
 
   def _trainer(self, learner: LearnerConfig) -> Trainer:
@@ -175,17 +175,17 @@ class Experiment:
     if os.path.exists(result_path):
       if not keep_checkpoint:
         self._finish(name, None, ckpt)
-      return checkpoint.read_json(result_path), None, ckpt
+      return files.read_json(result_path), None, ckpt
     trainer = self._trainer(learner)
     resume = ckpt.restore(jax.eval_shape(trainer.init, rng, task_set, init_params))
     timing_path = ckpt.directory + '.timing.json'     # seconds spent before a kill
-    timing = checkpoint.read_json(timing_path) if resume and os.path.exists(timing_path) else {}
+    timing = files.read_json(timing_path) if resume and os.path.exists(timing_path) else {}
     before_s, before_compile_s = timing.get('run_s', 0.0), timing.get('compile_s', 0.0)
     start = time.perf_counter()
 
     def save(chunks_done, state, curves):
       ckpt.save(chunks_done, state, curves)
-      checkpoint.write_json(timing_path, {
+      files.write_json(timing_path, {
           'run_s': before_s + time.perf_counter() - start,
           'compile_s': before_compile_s + trainer.last_compile_s})
 
@@ -210,7 +210,7 @@ class Experiment:
   def _finish(self, name, out, ckpt=None):
     """Writes the stage's result (which marks it done), then drops its checkpoints."""
     if out is not None:
-      checkpoint.write_json(self._path('results', f'{name}.json'), out)
+      files.write_json(self._path('results', f'{name}.json'), out)
     if ckpt is not None:
       ckpt.remove()
       if os.path.exists(ckpt.directory + '.timing.json'):
@@ -279,10 +279,10 @@ class Experiment:
     if not os.path.exists(path):
       env = self.family.env
       fn = jax.jit(lambda r, t: evaluation.random_return(env, r, t, RANDOM_EPISODES))
-      checkpoint.write_json(path, {split: float(np.mean(fn(_key(self.config, f'random/{split}'),
+      files.write_json(path, {split: float(np.mean(fn(_key(self.config, f'random/{split}'),
                                                               self.tasks[split])))
                                    for split in self.splits})
-    return checkpoint.read_json(path)
+    return files.read_json(path)
 
   def adapt(self, method_name, split, meta_backbone):
     c, m = self.config, adapt.method(method_name)
@@ -307,7 +307,7 @@ class Experiment:
     results = {m: {s: self.adapt(m, s, meta) for s in self.splits} for m in self.methods}
     stages = [r for per in results.values() for r in per.values()]
     if needs_meta and not self.config.backbone_from:
-      stages.append(checkpoint.read_json(self._path('results', 'meta_train.json')))
+      stages.append(files.read_json(self._path('results', 'meta_train.json')))
     run_s = sum(r['run_s'] for r in stages)
     compile_s = sum(r['compile_s'] for r in stages)
     env_steps = sum(r['env_steps'] for r in stages)

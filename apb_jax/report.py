@@ -19,13 +19,13 @@ deterministic: the same input gives the same dict, hence the same report.json.
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from apb_jax.files import atomic_write, write_json
 
 CANONICAL_METHODS = ('apb', 'apb_randominit', 'scratch', 'finetune', 'oracle')
 METHOD_COLORS = {
@@ -184,25 +184,8 @@ def method_color(method: str, methods: Sequence[str]) -> str:
   return _EXTRA_COLORS[extra.index(method) % len(_EXTRA_COLORS)]
 
 
-def _atomic_write(path: str, write: Callable) -> None:
-  """Call write(binary_file) on a temp file in path's directory, then os.replace onto path."""
-  directory, name = os.path.split(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{name}.', suffix='.tmp')
-  try:
-    os.chmod(tmp, 0o644)  # mkstemp makes it 0600; give the usual permissions of a new file
-    with os.fdopen(fd, 'wb') as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def _save_figure(fig: Figure, path: str) -> None:
-  _atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=120, bbox_inches='tight'))
+  atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=120, bbox_inches='tight'))
 
 
 def _ci_cell(stats: Mapping) -> str:
@@ -246,7 +229,7 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
                   "the oracle. The oracle's budget is larger, so its AUC spans a longer run.")
   lines.append('')
   lines += [f'![{os.path.splitext(p)[0]}]({p})' for p in plot_files]
-  _atomic_write(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
+  atomic_write(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
 
 
 def plot_curves(report: Mapping, path: str) -> None:
@@ -317,7 +300,7 @@ def write_all(report: Mapping, run_dir: str) -> list[str]:
   """Write report.json, the plots and report.md into run_dir, each atomically; return paths."""
   os.makedirs(run_dir, exist_ok=True)
   paths = [os.path.join(run_dir, 'report.json')]
-  _atomic_write(paths[0], lambda f: f.write(json.dumps(report, indent=2).encode()))
+  write_json(paths[0], report)
   plots = [('curves.png', plot_curves), ('final_returns.png', plot_final)]
   if 'oracle' in report['methods']:
     plots.append(('normalized_scores.png', plot_normalized))

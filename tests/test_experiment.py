@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from apb_jax import checkpoint, experiment, meta_train, metrics, policy
+from apb_jax import checkpoint, experiment, files, meta_train, metrics, policy
 from apb_jax.learners import LearnerConfig, make_train
 from apb_jax.tasks.probes import make_probe
 from experiments.configs import common
@@ -147,7 +147,7 @@ def test_bc_meta_training_distils_experts_into_one_backbone(tmp_path):
       'meta.method': 'bc', 'meta.distill': {'steps': 300, 'batch_size': 64, 'lr': 3e-3,
                                             'demo_steps': 256, 'behaviour_noise': 0.2}})
   out = _run(config, tmp_path)
-  result = checkpoint.read_json(str(tmp_path / 'results' / 'meta_train.json'))
+  result = files.read_json(str(tmp_path / 'results' / 'meta_train.json'))
   first, last = result['bc_loss']
   assert last < 0.1 * first and last < 1e-3, result['bc_loss']
   assert os.path.exists(tmp_path / 'results' / 'meta_experts.json')

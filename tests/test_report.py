@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from apb_jax import report
+from apb_jax import files, report
 
 SEEDS = 2
 TASKS = 2
@@ -217,6 +217,6 @@ def test_failed_write_keeps_old_file(tmp_path):
     raise RuntimeError('killed')
 
   with pytest.raises(RuntimeError):
-    report._atomic_write(str(path), half_write)
+    files.atomic_write(str(path), half_write)
   assert path.read_text() == 'old'
   assert os.listdir(tmp_path) == ['report.json']
