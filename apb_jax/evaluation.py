@@ -13,15 +13,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def _tile(tree, n):
-  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
+from apb_jax.tasks.base import tile
 
 
 def episode_return(env, act, rng, task, n_episodes: int) -> jax.Array:
   """Mean undiscounted return of `act` over `n_episodes` fresh episodes of `task`."""
   k_reset, k_act = jax.random.split(rng)
-  state = jax.vmap(env.reset)(jax.random.split(k_reset, n_episodes), _tile(task, n_episodes))
+  state = jax.vmap(env.reset)(jax.random.split(k_reset, n_episodes), tile(task, n_episodes))
 
   def body(carry, key):
     state, ret, alive = carry

@@ -28,8 +28,8 @@ import optax
 from apb_jax import policy
 from apb_jax.learners import agents
 from apb_jax.learners.config import LearnerConfig
-from apb_jax.learners.train import LearnerState
-from apb_jax.tasks.base import reset_done
+from apb_jax.learners.train import STATE_AXES, LearnerState
+from apb_jax.tasks.base import rollout
 
 METHODS = ('rl', 'bc')   # --config.meta.method
 
@@ -51,23 +51,18 @@ def demonstrations(env, experts: LearnerState, config: LearnerConfig, rng, steps
   `steps` a multiple of `config.num_envs`; the experts act with
   `behaviour_noise` * N(0, 1) added to their deterministic action.
   """
-  n_iter = steps // config.num_envs
-
   def one(ls: LearnerState, rng):
-    def body(state, key):
-      k_noise, k_reset = jax.random.split(key)
-      obs_n = agents.normalize(ls.agent, state.obs, config)
+    def act(obs, key):
+      obs_n = agents.normalize(ls.agent, obs, config)
       label = agents.deterministic_action(ls.agent.actor, obs_n, ls.shared.backbone, config)
-      act = jnp.clip(label + behaviour_noise * jax.random.normal(k_noise, label.shape), -1, 1)
-      state = jax.vmap(env.step)(state, act)
-      return reset_done(env, state, k_reset), (obs_n, label)
+      noisy = jnp.clip(label + behaviour_noise * jax.random.normal(key, label.shape), -1, 1)
+      return noisy, (obs_n, label)
 
-    _, (obs, label) = jax.lax.scan(body, ls.env_state, jax.random.split(rng, n_iter))
+    _, (_, (obs, label)) = rollout(env, ls.env_state, rng, steps // config.num_envs, act)
     return obs.reshape(-1, obs.shape[-1]), label.reshape(-1, label.shape[-1])
 
   k = jax.tree.leaves(experts.rng)[0].shape[0]
-  axes = jax.tree.map(lambda _: 0, experts).replace(shared=None)
-  return jax.vmap(one, in_axes=(axes, 0))(experts, jax.random.split(rng, k))
+  return jax.vmap(one, in_axes=(STATE_AXES, 0))(experts, jax.random.split(rng, k))
 
 
 def distill(rng, obs, actions, params, policy_config: policy.PolicyConfig,

@@ -40,7 +40,7 @@ from apb_jax.learners import agents, exploration, normalizer, sharding
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners.config import LearnerConfig
 from apb_jax.progress import Progress
-from apb_jax.tasks.base import reset_done
+from apb_jax.tasks.base import reset_done, tile
 
 TASK_AXIS = agents.TASK_AXIS   # the named vmapped task axis (auto-reset psum, 'shared' pmean)
 
@@ -77,10 +77,6 @@ def _round_up(x, multiple):
   return -(-x // multiple) * multiple
 
 
-def _tile(tree, n):
-  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), tree)
-
-
 class Trainer:
   """SAC or TD3 (per `config.algo`) on the tasks of one family."""
 
@@ -104,7 +100,7 @@ class Trainer:
     params = {'backbone': backbone, 'adapters': adapters}
     agent = agents.init(k_agent, params, self.obs_size, self.action_size, c)
     env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, c.num_envs),
-                                         _tile(task, c.num_envs))
+                                         tile(task, c.num_envs))
     example = agents.Transition(
         obs=jnp.zeros(self.obs_size), action=jnp.zeros(self.action_size),
         reward=jnp.zeros(()), next_obs=jnp.zeros(self.obs_size), terminal=jnp.zeros(()))

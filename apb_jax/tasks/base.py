@@ -174,22 +174,39 @@ def reset_done(env, state: State, rng: jax.Array, any_done=None) -> State:
   return jax.lax.cond(any_done, reset, lambda s: s, state)
 
 
+def tile(task: TaskParams, n: int) -> TaskParams:
+  """One task's params broadcast to `n` envs (leaves `[n, ...]`)."""
+  return jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *jnp.shape(x))), task)
+
+
+def rollout(env, state: State, rng: jax.Array, steps: int, act: Callable):
+  """`steps` steps of a batch of envs (leaves `[B, ...]`), auto-resetting ended
+  episodes with `reset_done`; `act(obs [B, obs_size], key) -> (action [B, A], aux)`.
+
+  Returns the final state and `(rewards [steps, B], aux stacked on a leading [steps] axis)`.
+  """
+
+  def body(state, key):
+    k_act, k_reset = jax.random.split(key)
+    action, aux = act(state.obs, k_act)
+    state = jax.vmap(env.step)(state, action)
+    return reset_done(env, state, k_reset), (state.reward, aux)
+
+  return jax.lax.scan(body, state, jax.random.split(rng, steps))
+
+
 def random_rollout(env, state: State, rng: jax.Array, steps: int):
-  """`steps` steps of a batch of envs (leaves `[B, ...]`) under uniform random
-  actions in [-1, 1], auto-resetting ended episodes with `reset_done`.
+  """`rollout` under uniform random actions in [-1, 1].
 
   Returns the final state and the rewards `[steps, B]`. Jit it (with `steps`
   static) to measure raw env throughput or a random policy's return.
   """
-  batch = state.obs.shape[0]
 
-  def body(state, key):
-    k_act, k_reset = jax.random.split(key)
-    action = jax.random.uniform(k_act, (batch, env.action_size), minval=-1.0, maxval=1.0)
-    state = jax.vmap(env.step)(state, action)
-    return reset_done(env, state, k_reset), state.reward
+  def act(obs, key):
+    return jax.random.uniform(key, (obs.shape[0], env.action_size), minval=-1.0, maxval=1.0), ()
 
-  return jax.lax.scan(body, state, jax.random.split(rng, steps))
+  state, (rewards, _) = rollout(env, state, rng, steps, act)
+  return state, rewards
 
 
 @dataclasses.dataclass(frozen=True)
