@@ -32,9 +32,11 @@ def _manager(directory: str) -> ocp.CheckpointManager:
 class StageCheckpoints:
   """The newest learner state of one running stage: (state, chunks_done, curves).
 
-  `save(chunks_done, state, curves)` matches the trainers' `checkpoint_fn`;
-  `restore(like)` returns the `resume` tuple they take, or None when the stage
-  has not checkpointed yet. `like` is a state of the right structure (e.g.
+  `save(chunks_done, state, curves, **extra)` matches the trainers'
+  `checkpoint_fn`; `extra` (JSON values, e.g. seconds spent so far) is saved
+  in the same atomic step. `restore(like)` returns `(resume, extra)`: the
+  `resume` tuple the trainers take, or `(None, {})` when the stage has not
+  checkpointed yet. `like` is a state of the right structure (e.g.
   `jax.eval_shape` of the trainer's init).
   """
 
@@ -42,17 +44,17 @@ class StageCheckpoints:
     self.directory = directory
     self._manager = _manager(directory)
 
-  def save(self, chunks_done: int, state, curves) -> None:
+  def save(self, chunks_done: int, state, curves, **extra) -> None:
     meta = {'chunks_done': int(chunks_done),
-            'curves': [np.asarray(c, np.float64).tolist() for c in curves]}
+            'curves': [np.asarray(c, np.float64).tolist() for c in curves], 'extra': extra}
     self._manager.save(chunks_done, args=ocp.args.Composite(
         state=ocp.args.StandardSave(_sized_leaves(state)), meta=ocp.args.JsonSave(meta)))
     self._manager.wait_until_finished()
 
-  def restore(self, like) -> Optional[tuple]:
+  def restore(self, like) -> tuple[Optional[tuple], dict]:
     step = self._manager.latest_step()
     if step is None:
-      return None
+      return None, {}
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _sized_leaves(like))
     out = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
@@ -61,7 +63,7 @@ class StageCheckpoints:
         out.state[str(i)] if _size(x) else np.zeros(x.shape, x.dtype)
         for i, x in enumerate(leaves)])
     curves = [np.asarray(c, np.float32) for c in out.meta['curves']]
-    return state, out.meta['chunks_done'], curves
+    return (state, out.meta['chunks_done'], curves), out.meta['extra']
 
   def remove(self) -> None:
     """Deletes the stage's checkpoints (once its result is written)."""
@@ -88,10 +90,6 @@ def save_params(directory: str, params) -> None:
   checkpointer.wait_until_finished()
 
 
-def restore_params(directory: str, like=None):
-  """Restores a params pytree saved by `save_params` (as numpy-backed jax arrays)."""
-  checkpointer = ocp.StandardCheckpointer()
-  if like is None:
-    return checkpointer.restore(os.path.abspath(directory))
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-  return checkpointer.restore(os.path.abspath(directory), abstract)
+def restore_params(directory: str):
+  """Restores a params pytree saved by `save_params`, without knowing its shapes first."""
+  return ocp.StandardCheckpointer().restore(os.path.abspath(directory))

@@ -21,6 +21,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import time
 import zlib
 
@@ -164,30 +165,29 @@ class Experiment:
   # -- one learner stage, resumable -------------------------------------------------------
   def _learner_stage(self, name, learner, rng, task_set, init_params, keep_checkpoint=False,
                      **tags):
-    """Trains (or resumes) stage `name`.
+    """Trains (or resumes) stage `name`; returns (result dict, final state, StageCheckpoints).
 
-    Returns (result dict, final learner state, its StageCheckpoints); the state is None when
-    the stage was already done (its result is read back). The caller saves what it needs
+    A stage already done returns its result read back: with its final state when
+    `keep_checkpoint` (the BC experts, kept until distilled), else with no state
+    and its leftover checkpoints dropped. Otherwise the caller saves what it needs
     from the state, then calls `_finish`.
     """
     result_path = self._path('results', f'{name}.json')
-    ckpt = checkpoint.StageCheckpoints(self._path('checkpoints', name))
-    if os.path.exists(result_path):
-      if not keep_checkpoint:
-        self._finish(name, None, ckpt)
-      return files.read_json(result_path), None, ckpt
+    done = os.path.exists(result_path)
+    if done and not keep_checkpoint:
+      shutil.rmtree(self._path('checkpoints', name), ignore_errors=True)
+      return files.read_json(result_path), None, None
     trainer = self._trainer(learner)
-    resume = ckpt.restore(jax.eval_shape(trainer.init, rng, task_set, init_params))
-    timing_path = ckpt.directory + '.timing.json'     # seconds spent before a kill
-    timing = files.read_json(timing_path) if resume and os.path.exists(timing_path) else {}
-    before_s, before_compile_s = timing.get('run_s', 0.0), timing.get('compile_s', 0.0)
+    ckpt = checkpoint.StageCheckpoints(self._path('checkpoints', name))
+    resume, spent = ckpt.restore(jax.eval_shape(trainer.init, rng, task_set, init_params))
+    if done:
+      return files.read_json(result_path), resume[0], ckpt
+    before_s, before_compile_s = spent.get('run_s', 0.0), spent.get('compile_s', 0.0)
     start = time.perf_counter()
 
-    def save(chunks_done, state, curves):
-      ckpt.save(chunks_done, state, curves)
-      files.write_json(timing_path, {
-          'run_s': before_s + time.perf_counter() - start,
-          'compile_s': before_compile_s + trainer.last_compile_s})
+    def save(chunks_done, state, curves):   # seconds so far travel with the state
+      ckpt.save(chunks_done, state, curves, run_s=before_s + time.perf_counter() - start,
+                compile_s=before_compile_s + trainer.last_compile_s)
 
     def progress(steps, metrics):
       self.log.write(name.split('_')[0], steps, metrics, **tags)
@@ -208,13 +208,12 @@ class Experiment:
     return out, result.state, ckpt
 
   def _finish(self, name, out, ckpt=None):
-    """Writes the stage's result (which marks it done), then drops its checkpoints."""
-    if out is not None:
-      files.write_json(self._path('results', f'{name}.json'), out)
+    """Writes the stage's result (which marks it done) unless written, then drops `ckpt`."""
+    path = self._path('results', f'{name}.json')
+    if not os.path.exists(path):
+      files.write_json(path, out)
     if ckpt is not None:
       ckpt.remove()
-      if os.path.exists(ckpt.directory + '.timing.json'):
-        os.remove(ckpt.directory + '.timing.json')
 
   # -- stages -----------------------------------------------------------------------------
   def random_backbone(self):
@@ -256,10 +255,7 @@ class Experiment:
     params = self._init_params('meta/adapters', self.random_backbone(), c.meta.num_tasks)
     out, state, ckpt = self._learner_stage('meta_experts', learner, rng, train, params,
                                            keep_checkpoint=True, method='bc', split='train')
-    if state is None:
-      state = ckpt.restore(jax.eval_shape(self._trainer(learner).init, rng, train, params))[0]
-    else:
-      self._finish('meta_experts', out)       # keep the experts' state until distilled
+    self._finish('meta_experts', out)       # keeps the experts' state until distilled
     d = meta_train.DistillConfig(**c.meta.distill)
     start = time.perf_counter()
     obs, actions = jax.jit(meta_train.demonstrations, static_argnums=(0, 2, 4, 5))(
