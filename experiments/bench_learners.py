@@ -93,11 +93,10 @@ def _learner_config(mode, total, eval_every, warmup):
 def _init_params(family, config, k, seed):
   import jax
 
-  from apb_jax import policy
-  return {'backbone': policy.init_backbone(jax.random.PRNGKey(seed), config.policy),
-          'adapters': jax.vmap(lambda r: policy.init_adapters(
-              r, family.obs_size, family.action_size, config.policy))(
-                  jax.random.split(jax.random.PRNGKey(seed + 1), k))}
+  from apb_jax import adapt, policy
+  return adapt.init_params(jax.random.PRNGKey(seed + 1),
+                           policy.init_backbone(jax.random.PRNGKey(seed), config.policy), k,
+                           family.obs_size, family.action_size, config.policy)
 
 
 def run_ours(family, tasks, mode, total, n_evals, seed):
