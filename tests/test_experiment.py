@@ -5,6 +5,7 @@ checks run the real launcher (`python -m experiments.run`) on cheetah_vel
 with the smoke profile, one of them killed with SIGKILL and resumed.
 """
 
+import importlib
 import json
 import os
 import signal
@@ -127,6 +128,16 @@ def test_bad_config_fails_at_once_with_a_one_line_fix(field, value, message, tmp
                           family=None if field == 'task' else PROBE)
   assert '\n' not in str(info.value)
   assert not os.path.exists(tmp_path / 'run')           # nothing written
+
+
+@pytest.mark.parametrize('profile', common.PROFILES)
+def test_every_family_config_file_validates_in_every_profile(profile):
+  """A family's overrides (e.g. ant_goal's learner and budgets) keep the budget rules."""
+  for family in ('cheetah_vel', 'cheetah_dir', 'ant_dir', 'ant_goal', 'hopper_params',
+                 'walker_params'):
+    config = importlib.import_module(f'experiments.configs.{family}').get_config(profile)
+    assert (config.task, config.profile) == (family, profile)
+    experiment.validate(config)
 
 
 def test_nan_stops_with_stage_method_task_and_step_keeping_last_checkpoint(tmp_path):
