@@ -275,9 +275,9 @@ class Experiment:
     if not os.path.exists(path):
       env = self.family.env
       fn = jax.jit(lambda r, t: evaluation.random_return(env, r, t, RANDOM_EPISODES))
-      files.write_json(path, {split: float(np.mean(fn(_key(self.config, f'random/{split}'),
-                                                              self.tasks[split])))
-                                   for split in self.splits})
+      files.write_json(path, {
+          split: float(np.mean(fn(_key(self.config, f'random/{split}'), self.tasks[split])))
+          for split in self.splits})
     return files.read_json(path)
 
   def adapt(self, method_name, split, meta_backbone):

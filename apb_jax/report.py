@@ -219,7 +219,8 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
   lines += ['## How to read this', '',
             'Final return is the deterministic evaluation return at the end of the training '
             'budget; compare it with the return before training (the initial policy, whose '
-            'near-zero actions often beat the random policy by their control cost alone). AUC is the mean evaluation return over training (area under the learning '
+            'near-zero actions often beat the random policy by their control cost alone). '
+            'AUC is the mean evaluation return over training (area under the learning '
             'curve divided by its length in env steps), a measure of sample efficiency. '
             'Intervals are 95% percentile bootstrap intervals of the mean over tasks x seeds; '
             'IQM is the interquartile mean (mean of the middle 50% of runs).']

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from apb_jax import checkpoint, experiment, files, meta_train, metrics, policy
+from apb_jax import checkpoint, experiment, files, meta_train, metrics, policy, tasks
 from apb_jax.learners import LearnerConfig, make_train
 from apb_jax.tasks.probes import make_probe
 from experiments.configs import common
@@ -133,8 +133,7 @@ def test_bad_config_fails_at_once_with_a_one_line_fix(field, value, message, tmp
 @pytest.mark.parametrize('profile', common.PROFILES)
 def test_every_family_config_file_validates_in_every_profile(profile):
   """A family's overrides (e.g. ant_goal's learner and budgets) keep the budget rules."""
-  for family in ('cheetah_vel', 'cheetah_dir', 'ant_dir', 'ant_goal', 'hopper_params',
-                 'walker_params'):
+  for family in tasks.names():
     config = importlib.import_module(f'experiments.configs.{family}').get_config(profile)
     assert (config.task, config.profile) == (family, profile)
     experiment.validate(config)
