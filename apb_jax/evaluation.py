@@ -2,7 +2,9 @@
 
     ret = episode_return(env, act, rng, task, n_episodes)   # [] mean over n_episodes
 
-`act(obs: [n, obs_size], rng) -> action: [n, action_size]`. Each of the n
+`act(obs: [n, obs_size], rng) -> action: [n, action_size]`; a recurrent policy
+passes its initial `carry` (leaves `[n, ...]`) and `act(obs, rng, carry) ->
+(action, carry)`, the carry kept through the episode. Each of the n
 episodes starts from its own reset and runs for `env.episode_length` steps;
 rewards after an episode's first `done` are masked out, so a terminated
 episode counts only up to its end (no auto-reset inside an evaluation).
@@ -16,19 +18,21 @@ import jax.numpy as jnp
 from apb_jax.tasks.base import tile
 
 
-def episode_return(env, act, rng, task, n_episodes: int) -> jax.Array:
+def episode_return(env, act, rng, task, n_episodes: int, carry=None) -> jax.Array:
   """Mean undiscounted return of `act` over `n_episodes` fresh episodes of `task`."""
   k_reset, k_act = jax.random.split(rng)
   state = jax.vmap(env.reset)(jax.random.split(k_reset, n_episodes), tile(task, n_episodes))
+  step_act = (lambda obs, key, c: (act(obs, key), c)) if carry is None else act
 
-  def body(carry, key):
-    state, ret, alive = carry
-    state = jax.vmap(env.step)(state, act(state.obs, key))
-    return (state, ret + alive * state.reward, alive * (1.0 - state.done)), None
+  def body(loop_carry, key):
+    state, ret, alive, c = loop_carry
+    action, c = step_act(state.obs, key, c)
+    state = jax.vmap(env.step)(state, action)
+    return (state, ret + alive * state.reward, alive * (1.0 - state.done), c), None
 
   ones = jnp.ones(n_episodes)
-  (_, ret, _), _ = jax.lax.scan(body, (state, 0.0 * ones, ones),
-                                jax.random.split(k_act, env.episode_length))
+  (_, ret, _, _), _ = jax.lax.scan(body, (state, 0.0 * ones, ones, carry),
+                                   jax.random.split(k_act, env.episode_length))
   return jnp.mean(ret)
 
 

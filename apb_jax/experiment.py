@@ -29,7 +29,7 @@ import jax
 import numpy as np
 
 from apb_jax import adapt, checkpoint, evaluation, files, meta_train, policy, report, tasks
-from apb_jax.learners import LearnerConfig, Trainer
+from apb_jax.learners import LearnerConfig, PPOConfig, make_train
 from apb_jax.learners.config import ALGOS, EXPLORATIONS
 from apb_jax.metrics import MetricsLog
 
@@ -49,18 +49,27 @@ def _csv(text: str) -> list[str]:
 
 def policy_config(config) -> policy.PolicyConfig:
   return policy.PolicyConfig(widths=tuple(config.policy.widths),
-                             activation=config.policy.activation)
+                             activation=config.policy.activation,
+                             core_size=config.policy.core_size)
+
+
+def _tuples(group) -> dict:
+  return {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in group.items()}
 
 
 def learner_config(config, mode: str, total_steps: int, eval_every: int,
-                   exploration: str = 'action') -> LearnerConfig:
-  """The LearnerConfig of one stage: config.learner, config.policy and config.rl."""
+                   exploration: str = 'action'):
+  """The learner config of one stage: config.learner, config.policy and config.rl (SAC, TD3)
+  or config.ppo (PPO, which shares rl.eval_episodes)."""
+  if config.learner == 'ppo':
+    return PPOConfig(mode=mode, exploration=exploration, policy=policy_config(config),
+                     total_steps=total_steps, eval_every=eval_every,
+                     eval_episodes=config.rl.eval_episodes, **_tuples(config.ppo))
   return LearnerConfig(
       algo=config.learner, mode=mode, exploration=exploration, policy=policy_config(config),
       total_steps=total_steps, eval_every=eval_every,
-      buffer_size=min(config.rl.buffer_size, total_steps), **{
-          k: (tuple(v) if isinstance(v, (list, tuple)) else v)
-          for k, v in config.rl.items() if k != 'buffer_size'})
+      buffer_size=min(config.rl.buffer_size, total_steps),
+      **{k: v for k, v in _tuples(config.rl).items() if k != 'buffer_size'})
 
 
 def validate(config, check_task: bool = True) -> None:
@@ -82,6 +91,10 @@ def validate(config, check_task: bool = True) -> None:
   if config.meta.method not in meta_train.METHODS:
     raise ValueError(f'unknown --config.meta.method={config.meta.method!r}; choose one of '
                      f'{list(meta_train.METHODS)}.')
+  if config.meta.method == 'bc' and config.policy.core_size and any(
+      adapt.method(m).backbone == 'meta' for m in _csv(config.methods)):
+    raise ValueError('--config.meta.method=bc distils feed-forward experts; use '
+                     '--config.meta.method=rl with --config.policy.core_size > 0.')
   for field in ('meta.num_tasks', 'adapt.num_tasks', 'adapt.seeds', 'oracle_factor'):
     group, name = field.split('.') if '.' in field else (None, field)
     value = config[group][name] if group else config[name]
@@ -157,9 +170,9 @@ class Experiment:
     saved = files.read_json(self._path('tasks.json'))
     self.tasks = {split: self.family.tasks_from_json(json.dumps(v)) for split, v in saved.items()}
 
-  def _trainer(self, learner: LearnerConfig) -> Trainer:
+  def _trainer(self, learner):
     if learner not in self._trainers:     # one compiled trainer per distinct config
-      self._trainers[learner] = Trainer(learner, self.family)
+      self._trainers[learner] = make_train(learner, self.family)
     return self._trainers[learner]
 
   # -- one learner stage, resumable -------------------------------------------------------
@@ -258,9 +271,9 @@ class Experiment:
     self._finish('meta_experts', out)       # keeps the experts' state until distilled
     d = meta_train.DistillConfig(**c.meta.distill)
     start = time.perf_counter()
-    obs, actions = jax.jit(meta_train.demonstrations, static_argnums=(0, 2, 4, 5))(
+    obs, actions = jax.jit(meta_train.demonstrations, static_argnums=(0, 2, 4, 5, 6))(
         self.family.env, state, learner, _key(c, 'meta/demos'), d.demo_steps,
-        d.behaviour_noise)
+        d.behaviour_noise, self._trainer(learner).state_axes)
     params, losses = jax.jit(meta_train.distill, static_argnums=(4, 5))(
         _key(c, 'meta/distill'), obs, actions, params, learner.policy, d)
     losses = np.asarray(losses)

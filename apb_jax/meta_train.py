@@ -27,8 +27,7 @@ import optax
 
 from apb_jax import policy
 from apb_jax.learners import agents
-from apb_jax.learners.config import LearnerConfig
-from apb_jax.learners.train import STATE_AXES, LearnerState
+from apb_jax.learners.train import STATE_AXES
 from apb_jax.tasks.base import rollout
 
 METHODS = ('rl', 'bc')   # --config.meta.method
@@ -43,15 +42,16 @@ class DistillConfig:
   behaviour_noise: float = 0.2
 
 
-def demonstrations(env, experts: LearnerState, config: LearnerConfig, rng, steps: int,
-                   behaviour_noise: float):
+def demonstrations(env, experts, config, rng, steps: int, behaviour_noise: float,
+                   state_axes=STATE_AXES):
   """Labelled states from K experts: (obs_n [K, N, obs], action [K, N, act]), N = steps.
 
-  `experts` is a finished learner state (mode 'all', leaves [K, ...]);
+  `experts` is a finished learner state (mode 'all', leaves [K, ...]) of SAC/TD3
+  (`state_axes` = train.STATE_AXES) or PPO (ppo.STATE_AXES), feed-forward;
   `steps` a multiple of `config.num_envs`; the experts act with
   `behaviour_noise` * N(0, 1) added to their deterministic action.
   """
-  def one(ls: LearnerState, rng):
+  def one(ls, rng):
     def act(obs, key):
       obs_n = agents.normalize(ls.agent, obs, config)
       label = agents.deterministic_action(ls.agent.actor, obs_n, ls.shared.backbone, config)
@@ -62,7 +62,7 @@ def demonstrations(env, experts: LearnerState, config: LearnerConfig, rng, steps
     return obs.reshape(-1, obs.shape[-1]), label.reshape(-1, label.shape[-1])
 
   k = jax.tree.leaves(experts.rng)[0].shape[0]
-  return jax.vmap(one, in_axes=(STATE_AXES, 0))(experts, jax.random.split(rng, k))
+  return jax.vmap(one, in_axes=(state_axes, 0))(experts, jax.random.split(rng, k))
 
 
 def distill(rng, obs, actions, params, policy_config: policy.PolicyConfig,

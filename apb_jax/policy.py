@@ -23,6 +23,19 @@ The same architecture with every leaf trainable is the `scratch` baseline.
 
 The output is a tanh-squashed Gaussian: `loc, scale` parameterise the
 pre-squash Normal, and `action = tanh(loc)` is the deterministic action.
+
+Optional recurrent core (`PolicyConfig.core_size = H > 0`, used by PPO and
+RL^2): a GRU (apb_jax/recurrent.py) between the backbone and the output adapter,
+    c_t = GRU(c_{t-1}, f(W_in s_t + b_in))    carry c: [..., H]
+    out = W_out c_t + b_out                   output adapter: H -> 2*act
+so the backbone stays a feed-forward function of the current observation (a
+meta-trained feed-forward backbone can be reused under a core) and the memory
+is read by the linear output adapter. The GRU's params live under
+`adapters['core']`: they train wherever the adapters train (per task) and are
+never part of the frozen backbone. The caller owns the carry: `apply_step`
+advances it one step, `apply_sequence` scans it over time, zeroing it where
+`resets` is 1 (every episode, or every trial of several episodes: the
+learner's choice).
 """
 
 from __future__ import annotations
@@ -32,6 +45,8 @@ from typing import Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+
+from apb_jax import recurrent
 
 Params = Mapping[str, Mapping]
 
@@ -56,6 +71,7 @@ class PolicyConfig:
   widths: Sequence[int] = (256, 256, 256)
   activation: str = 'relu'
   min_scale: float = 1e-3
+  core_size: int = 0        # GRU hidden size between backbone and output adapter; 0: none
 
   def __post_init__(self):
     object.__setattr__(self, 'widths', tuple(int(w) for w in self.widths))
@@ -63,6 +79,9 @@ class PolicyConfig:
       raise ValueError(
           f'PolicyConfig.widths must hold >= 2 positive ints (input width and'
           f' at least one layer), got {self.widths}; e.g. widths=(256, 256).')
+    if self.core_size < 0:
+      raise ValueError(f'PolicyConfig.core_size must be >= 0 (0: no recurrent core), got '
+                       f'{self.core_size}.')
     if self.activation not in ACTIVATIONS:
       raise ValueError(
           f'unknown activation {self.activation!r}; choose one of '
@@ -113,11 +132,15 @@ def init_adapters(rng: jax.Array, obs_size: int, action_size: int,
     raise ValueError(
         f'obs_size and action_size must be >= 1, got {obs_size}, '
         f'{action_size}; read them from family.obs_size/action_size.')
-  k_in, k_out = jax.random.split(rng)
-  return {
+  k_in, k_out, k_core = jax.random.split(rng, 3)
+  head_in = config.core_size or config.widths[-1]
+  adapters = {
       'in': dense_init(k_in, obs_size, config.widths[0], 1.0),
-      'out': dense_init(k_out, config.widths[-1], 2 * action_size, 1e-4),
+      'out': dense_init(k_out, head_in, 2 * action_size, 1e-4),
   }
+  if config.core_size:
+    adapters['core'] = recurrent.init(k_core, config.widths[-1], config.core_size)
+  return adapters
 
 
 def init_params(rng: jax.Array, obs_size: int, action_size: int,
@@ -143,7 +166,8 @@ def _check_fit(backbone: Params, adapters: Params):
   d_in = backbone['dense_0']['kernel'].shape[0]
   d_out = backbone[f'dense_{len(backbone) - 1}']['kernel'].shape[1]
   a_in = adapters['in']['kernel'].shape[1]
-  a_out = adapters['out']['kernel'].shape[0]
+  a_out = (adapters['core']['input']['kernel'].shape[0] if 'core' in adapters
+           else adapters['out']['kernel'].shape[0])
   if (a_in, a_out) != (d_in, d_out):
     raise ValueError(
         f'adapters map to/from widths ({a_in}, {a_out}) but the backbone has '
@@ -151,15 +175,59 @@ def _check_fit(backbone: Params, adapters: Params):
         'the same PolicyConfig.widths as the backbone.')
 
 
-def apply(backbone: Params, adapters: Params, obs: jax.Array,
-          config: PolicyConfig = PolicyConfig()) -> PolicyOutput:
-  """Policy distribution for `obs: [..., obs_size]` (any leading axes)."""
+def _features(backbone, adapters, obs, config):
   _check_fit(backbone, adapters)
-  z = dense(adapters['in'], obs)
-  h = backbone_features(backbone, z, config.activation)
+  return backbone_features(backbone, dense(adapters['in'], obs), config.activation)
+
+
+def _head(adapters, h, config) -> PolicyOutput:
   loc, raw_scale = jnp.split(dense(adapters['out'], h), 2, axis=-1)
   scale = jax.nn.softplus(raw_scale) + config.min_scale
   return PolicyOutput(loc=loc, scale=scale, action=jnp.tanh(loc))
+
+
+def apply(backbone: Params, adapters: Params, obs: jax.Array,
+          config: PolicyConfig = PolicyConfig()) -> PolicyOutput:
+  """Policy distribution for `obs: [..., obs_size]` (any leading axes); feed-forward only."""
+  if 'core' in adapters:
+    raise ValueError('this policy has a recurrent core; call policy.apply_step or '
+                     'policy.apply_sequence with its carry.')
+  return _head(adapters, _features(backbone, adapters, obs, config), config)
+
+
+def initial_carry(batch_shape: tuple, config: PolicyConfig) -> jax.Array:
+  """Zero carry [*batch_shape, core_size] (a [..., 0] array for a feed-forward policy)."""
+  return jnp.zeros((*batch_shape, config.core_size), jnp.float32)
+
+
+def apply_step(backbone: Params, adapters: Params, obs: jax.Array, carry: jax.Array,
+               config: PolicyConfig = PolicyConfig()):
+  """One step, with or without a core: obs [..., obs_size], carry [..., H] -> (out, carry')."""
+  h = _features(backbone, adapters, obs, config)
+  if 'core' not in adapters:
+    return _head(adapters, h, config), carry
+  carry = recurrent.step(adapters['core'], carry, h)
+  return _head(adapters, carry, config), carry
+
+
+def apply_sequence(backbone: Params, adapters: Params, obs: jax.Array, carry: jax.Array,
+                   resets: jax.Array, config: PolicyConfig = PolicyConfig()):
+  """Outputs over time: obs [T, ..., obs_size], carry [..., H] (before step 0),
+  resets [T, ...] (1: zero the carry before step t). Returns (out [T, ...], carries
+  [T, ..., H] after each step). The backbone runs once over all T steps; only the
+  GRU is scanned.
+  """
+  h = _features(backbone, adapters, obs, config)
+  if 'core' not in adapters:
+    return _head(adapters, h, config), jnp.broadcast_to(carry, (*h.shape[:-1], carry.shape[-1]))
+
+  def body(carry, inputs):
+    h_t, reset_t = inputs
+    carry = recurrent.step(adapters['core'], carry * (1.0 - reset_t[..., None]), h_t)
+    return carry, carry
+
+  _, carries = jax.lax.scan(body, carry, (h, resets))
+  return _head(adapters, carries, config), carries
 
 
 # -- the tanh-squashed Gaussian ------------------------------------------------
@@ -169,13 +237,29 @@ def sample_and_log_prob(rng: jax.Array, out: PolicyOutput):
   Returns (action [..., A], log_prob [...]); log_prob includes the tanh
   change-of-variables term log(1 - tanh(u)^2), computed stably.
   """
-  u = out.loc + out.scale * jax.random.normal(rng, out.loc.shape)
-  return jnp.tanh(u), _log_prob_pre_tanh(out, u)
+  u = sample_pre_tanh(rng, out)
+  return jnp.tanh(u), log_prob_pre_tanh(out, u)
 
 
-def _log_prob_pre_tanh(out: PolicyOutput, u: jax.Array) -> jax.Array:
+def sample_pre_tanh(rng: jax.Array, out: PolicyOutput) -> jax.Array:
+  """u ~ N(loc, scale): [..., A]; the action is tanh(u)."""
+  return out.loc + out.scale * jax.random.normal(rng, out.loc.shape)
+
+
+def _log_det_tanh(u):
+  # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u))
+  return 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
+
+
+def log_prob_pre_tanh(out: PolicyOutput, u: jax.Array) -> jax.Array:
+  """log pi(tanh(u)) [...] of the squashed Gaussian, for the pre-squash sample u [..., A]."""
   normal = -0.5 * jnp.square((u - out.loc) / out.scale) - jnp.log(
       out.scale) - 0.5 * jnp.log(2 * jnp.pi)
-  # log(1 - tanh(u)^2) = 2 * (log 2 - u - softplus(-2u))
-  log_det = 2.0 * (jnp.log(2.0) - u - jax.nn.softplus(-2.0 * u))
-  return jnp.sum(normal - log_det, axis=-1)
+  return jnp.sum(normal - _log_det_tanh(u), axis=-1)
+
+
+def entropy(rng: jax.Array, out: PolicyOutput) -> jax.Array:
+  """Entropy [...] of the squashed Gaussian: the Normal's, plus E[log|d tanh/du|] at one sample
+  (no closed form exists; brax.training estimates it the same way)."""
+  normal = jnp.sum(0.5 + 0.5 * jnp.log(2 * jnp.pi) + jnp.log(out.scale), axis=-1)
+  return normal + jnp.sum(_log_det_tanh(sample_pre_tanh(rng, out)), axis=-1)

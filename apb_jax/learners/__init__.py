@@ -1,11 +1,23 @@
-"""Off-policy learners (SAC, TD3) as task-vmapped train functions.
+"""Learners as task-vmapped train functions: SAC, TD3 (off-policy) and PPO (on-policy).
 
-    from apb_jax.learners import sac
-    trainer = sac.make_train(LearnerConfig(mode='adapters'), family)
+    from apb_jax.learners import make_train
+    trainer = make_train(LearnerConfig(algo='sac', mode='adapters'), family)
+    trainer = make_train(PPOConfig(mode='adapters'), family)
     result = trainer.train(rng, tasks, init_params)
+
+All share one host loop (`loop.HostLoop`): the same `train(...)` signature,
+`TrainResult`, progress, checkpoints, NaN checks and sharding.
 """
 
-from apb_jax.learners.config import LearnerConfig
-from apb_jax.learners.train import LearnerState, Trainer, TrainResult, make_train
+from apb_jax.learners.config import LearnerConfig, PPOConfig
+from apb_jax.learners.loop import TrainResult
+from apb_jax.learners.ppo import PPOTrainer
+from apb_jax.learners.train import LearnerState, Trainer
 
-__all__ = ['LearnerConfig', 'LearnerState', 'Trainer', 'TrainResult', 'make_train']
+
+def make_train(config, family):
+  """The trainer for `config`: `ppo.PPOTrainer` for a PPOConfig, else `train.Trainer`."""
+  return PPOTrainer(config, family) if isinstance(config, PPOConfig) else Trainer(config, family)
+
+
+__all__ = ['LearnerConfig', 'LearnerState', 'PPOConfig', 'PPOTrainer', 'Trainer', 'TrainResult', 'make_train']

@@ -2,15 +2,8 @@
 
 Everything here is written for a single task (no `[task]` axis); the train
 loop vmaps it. What the tasks share is `Shared(backbone, backbone_opt)`, an
-unbatched argument of the vmapped code:
-  * mode 'adapters': the frozen backbone, closed over by the losses, so no
-    gradient or optimiser ever sees it;
-  * mode 'all': unused; every task's actor holds its own backbone copy;
-  * mode 'shared' (meta-training): one backbone for all tasks. Each task's
-    actor loss is differentiated with respect to its adapters and the shared
-    backbone; the backbone gradient is `pmean`ed over the named task axis
-    (`TASK_AXIS`, which the caller's vmap must name), so the one shared copy
-    moves by the mean of the per-task gradients.
+unbatched argument of the vmapped code, moved (in mode 'shared') by
+`shared.actor_update`; see learners/shared.py.
 
 SAC (Haarnoja et al. 2018): twin critics with Polyak targets, a tanh-Gaussian
 actor, temperature alpha learned towards entropy -|A|.
@@ -32,9 +25,9 @@ from flax import struct
 from apb_jax import policy
 from apb_jax.learners import networks, normalizer
 from apb_jax.learners import replay as replay_lib
+from apb_jax.learners import shared as shared_lib
 from apb_jax.learners.config import LearnerConfig
-
-TASK_AXIS = 'task'   # the named vmap axis over tasks (mode 'shared' reduces over it)
+from apb_jax.learners.shared import TASK_AXIS, Shared  # noqa: F401  (re-exported)
 
 
 class Transition(NamedTuple):
@@ -60,21 +53,12 @@ class AgentState:
   obs_stats: normalizer.Normalizer
 
 
-@struct.dataclass
-class Shared:
-  """What every task uses: the backbone and, in mode 'shared', its Adam state."""
-
-  backbone: Any
-  backbone_opt: Any = ()
-
-
 def _adam(lr):
   return optax.adam(lr)
 
 
 def init_shared(backbone, config: LearnerConfig) -> Shared:
-  opt = _adam(config.actor_lr).init(backbone) if config.mode == 'shared' else ()
-  return Shared(backbone=backbone, backbone_opt=opt)
+  return shared_lib.init(backbone, _adam(config.actor_lr), config.mode)
 
 
 def init(rng, params, obs_size, action_size, config: LearnerConfig) -> AgentState:
@@ -134,21 +118,9 @@ def _actor_step(agent, shared: Shared, loss_fn, config):
 
   In mode 'shared' the backbone also steps, by the task-mean of its gradient.
   """
-  tx = networks.actor_optimizer(_adam(config.actor_lr), config)
-  if config.mode == 'shared':
-    (loss, aux), (grads, g_backbone) = jax.value_and_grad(
-        loss_fn, argnums=(0, 1), has_aux=True)(agent.actor, shared.backbone)
-    g_backbone = jax.lax.pmean(g_backbone, TASK_AXIS)
-    b_updates, b_opt = _adam(config.actor_lr).update(
-        g_backbone, shared.backbone_opt, shared.backbone)
-    shared = Shared(backbone=optax.apply_updates(shared.backbone, b_updates),
-                    backbone_opt=b_opt)
-  else:
-    (loss, aux), grads = jax.value_and_grad(
-        lambda actor: loss_fn(actor, shared.backbone), has_aux=True)(agent.actor)
-  updates, opt = tx.update(grads, agent.actor_opt, agent.actor)
-  return agent.replace(actor=optax.apply_updates(agent.actor, updates),
-                       actor_opt=opt), shared, loss, aux
+  actor, opt, shared, loss, aux = shared_lib.actor_update(
+      agent.actor, agent.actor_opt, shared, loss_fn, _adam(config.actor_lr), config.mode)
+  return agent.replace(actor=actor, actor_opt=opt), shared, loss, aux
 
 
 def sac_update(agent: AgentState, shared: Shared, batch: Transition, rng,

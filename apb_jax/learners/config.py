@@ -1,10 +1,16 @@
-"""Static (hashable) configuration shared by the off-policy learners.
+"""Static (hashable) learner configurations: `LearnerConfig` (SAC, TD3) and `PPOConfig`.
 
-Units: an *iteration* steps every one of the `num_envs` parallel envs of a
-task once, i.e. `num_envs` env steps per task. `grad_updates_per_step` is the
-number of gradient updates per iteration (as in brax.training's SAC).
-All step counts (`total_steps`, `eval_every`, `warmup_steps`) are env steps
-per task and must be multiples of `num_envs`.
+Off-policy units: an *iteration* steps every one of the `num_envs` parallel
+envs of a task once, i.e. `num_envs` env steps per task.
+`grad_updates_per_step` is the number of gradient updates per iteration (as
+in brax.training's SAC). All step counts (`total_steps`, `eval_every`,
+`warmup_steps`) are env steps per task and must be multiples of `num_envs`.
+
+PPO units: an *iteration* is one rollout of `unroll_length` steps in each of
+`num_envs` envs (`num_envs * unroll_length` env steps per task), then
+`epochs` passes over it in `num_minibatches` minibatches of whole env
+sequences (as brax.training's PPO with `batch_size * num_minibatches ==
+num_envs`). `total_steps` and `eval_every` are multiples of one rollout.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import dataclasses
 
 from apb_jax.policy import PolicyConfig
 
-ALGOS = ('sac', 'td3')
+ALGOS = ('sac', 'td3', 'ppo')
+OFF_POLICY = ('sac', 'td3')
 MODES = ('adapters', 'all', 'shared')
 EXPLORATIONS = ('action', 'param')
 
@@ -59,19 +66,13 @@ class LearnerConfig:
 
   def __post_init__(self):
     object.__setattr__(self, 'critic_widths', tuple(self.critic_widths))
-    for field, choices in (('algo', ALGOS), ('mode', MODES),
-                           ('exploration', EXPLORATIONS)):
-      if getattr(self, field) not in choices:
-        raise ValueError(f'unknown {field} {getattr(self, field)!r}; choose one of '
-                         f'{list(choices)}.')
-    for field in ('total_steps', 'eval_every', 'warmup_steps'):
-      value = getattr(self, field)
-      if value < 0 or value % self.num_envs:
-        raise ValueError(f'{field}={value} must be a non-negative multiple of '
-                         f'num_envs={self.num_envs}; round it to one.')
-    if self.eval_every <= 0 or self.total_steps % self.eval_every:
-      raise ValueError(f'total_steps={self.total_steps} must be a positive multiple of '
-                       f'eval_every={self.eval_every}; change one of them.')
+    _check_common(self, OFF_POLICY, self.num_envs, 'num_envs')
+    if self.policy.core_size:
+      raise ValueError(f'policy.core_size={self.policy.core_size}: the recurrent core needs '
+                       "the on-policy learner; use algo='ppo' (--config.learner=ppo).")
+    if self.warmup_steps < 0 or self.warmup_steps % self.num_envs:
+      raise ValueError(f'warmup_steps={self.warmup_steps} must be a non-negative multiple of '
+                       f'num_envs={self.num_envs}; round it to one.')
     if self.buffer_size < self.num_envs or self.batch_size < 1:
       raise ValueError(f'buffer_size={self.buffer_size} must be >= num_envs and '
                        f'batch_size={self.batch_size} >= 1.')
@@ -88,4 +89,102 @@ class LearnerConfig:
     return self.total_steps // self.eval_every
 
   def replace(self, **changes) -> 'LearnerConfig':
+    return dataclasses.replace(self, **changes)
+
+
+def _check_common(c, algos, unit: int, unit_name: str) -> None:
+  """Choices, and budgets that are positive multiples of `unit` env steps, one line each."""
+  for field, choices in (('algo', algos), ('mode', MODES), ('exploration', EXPLORATIONS)):
+    if getattr(c, field) not in choices:
+      raise ValueError(f'unknown {field} {getattr(c, field)!r}; choose one of '
+                       f'{list(choices)}.')
+  if c.num_envs < 1:
+    raise ValueError(f'num_envs={c.num_envs} must be >= 1.')
+  for field in ('total_steps', 'eval_every'):
+    value = getattr(c, field)
+    if value < 0 or value % unit:
+      raise ValueError(f'{field}={value} must be a non-negative multiple of '
+                       f'{unit_name}={unit}; round it to one.')
+  if c.eval_every <= 0 or c.total_steps % c.eval_every:
+    raise ValueError(f'total_steps={c.total_steps} must be a positive multiple of '
+                     f'eval_every={c.eval_every}; change one of them.')
+  if not 0.0 <= c.gamma <= 1.0:
+    raise ValueError(f'need 0 <= gamma <= 1, got gamma={c.gamma}.')
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+  """PPO (Schulman et al. 2017) on the same task axis, modes and host loop as SAC/TD3.
+
+  Defaults follow PureJaxRL/brax.training's continuous-control settings, scaled
+  to a few envs per task; `experiments/configs/common.py` holds the ones the
+  pipeline uses (`--config.ppo.*`).
+  """
+
+  algo: str = 'ppo'
+  mode: str = 'adapters'
+  exploration: str = 'action'       # Gaussian sampling; 'param' is refused (see __post_init__)
+  policy: PolicyConfig = PolicyConfig()
+  value_widths: tuple = (256, 256)  # the value MLP (input: obs, and the core's carry if any)
+  # Budget and schedule (env steps per task).
+  total_steps: int = 100_000
+  num_envs: int = 16
+  unroll_length: int = 64
+  eval_every: int = 10_240
+  eval_episodes: int = 4
+  # Optimisation.
+  epochs: int = 4
+  num_minibatches: int = 4          # each a subset of the envs, with their whole unroll
+  lr: float = 3e-4
+  max_grad_norm: float = 0.5        # global-norm clip per network; 0 turns it off
+  gamma: float = 0.99
+  gae_lambda: float = 0.95
+  clip_eps: float = 0.2
+  value_coef: float = 0.5           # value loss = value_coef * 0.5 * mean((V - target)^2)
+  entropy_coef: float = 1e-3
+  normalize_advantage: bool = True  # per minibatch
+  reward_scale: float = 1.0
+  normalize_obs: bool = True
+  # Recurrent core (policy.core_size > 0): its carry is zeroed after every
+  # `core_reset_episodes`-th episode end of an env (1: every episode; n: trials of n).
+  core_reset_episodes: int = 1
+
+  def __post_init__(self):
+    object.__setattr__(self, 'value_widths', tuple(self.value_widths))
+    for field in ('num_envs', 'unroll_length', 'epochs', 'num_minibatches',
+                  'core_reset_episodes'):
+      if getattr(self, field) < 1:
+        raise ValueError(f'{field}={getattr(self, field)} must be >= 1.')
+    _check_common(self, ('ppo',), self.rollout_steps, 'num_envs * unroll_length')
+    if self.exploration == 'param':
+      raise ValueError(
+          "exploration='param' does not fit PPO: its clipped ratio needs the log-probability "
+          'of the policy that acted, which a parameter-perturbed actor does not have; use '
+          '--config.exploration=action with --config.learner=ppo.')
+    if self.num_envs % self.num_minibatches:
+      raise ValueError(f'num_envs={self.num_envs} must be a multiple of num_minibatches='
+                       f'{self.num_minibatches} (a minibatch is a subset of the envs).')
+    for field in ('lr', 'clip_eps'):
+      if getattr(self, field) <= 0:
+        raise ValueError(f'{field}={getattr(self, field)} must be > 0.')
+    if not 0.0 <= self.gae_lambda <= 1.0:
+      raise ValueError(f'need 0 <= gae_lambda <= 1, got {self.gae_lambda}.')
+    for field in ('max_grad_norm', 'value_coef', 'entropy_coef', 'reward_scale'):
+      if getattr(self, field) < 0:
+        raise ValueError(f'{field}={getattr(self, field)} must be >= 0.')
+
+  @property
+  def rollout_steps(self) -> int:
+    """Env steps per task in one rollout (one PPO iteration)."""
+    return self.num_envs * self.unroll_length
+
+  @property
+  def iterations_per_chunk(self) -> int:
+    return self.eval_every // self.rollout_steps
+
+  @property
+  def num_chunks(self) -> int:
+    return self.total_steps // self.eval_every
+
+  def replace(self, **changes) -> 'PPOConfig':
     return dataclasses.replace(self, **changes)

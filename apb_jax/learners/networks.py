@@ -16,7 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from apb_jax import optim, policy
+from apb_jax import policy
+from apb_jax.learners import shared
 from apb_jax.learners.config import LearnerConfig
 
 
@@ -33,34 +34,48 @@ def actor_apply(actor, obs, backbone, config: LearnerConfig) -> policy.PolicyOut
                       config.policy)
 
 
-def actor_optimizer(tx, config: LearnerConfig):
+def actor_step(actor, obs, carry, backbone, config):
+  """`policy.apply_step` on the trainable actor view: obs [..., obs], carry [..., H]."""
+  return policy.apply_step(actor.get('backbone', backbone), actor['adapters'], obs, carry,
+                           config.policy)
+
+
+def actor_sequence(actor, obs, carry, resets, backbone, config):
+  """`policy.apply_sequence` on the trainable actor view: obs [T, ..., obs], resets [T, ...]."""
+  return policy.apply_sequence(actor.get('backbone', backbone), actor['adapters'], obs, carry,
+                               resets, config.policy)
+
+
+def actor_optimizer(tx, config):
   """`all_params(tx)` in mode 'all', else `adapters_only(tx)` for the per-task actor."""
-  return optim.all_params(tx) if config.mode == 'all' else optim.adapters_only(tx)
+  return shared.actor_tx(tx, config.mode)
+
+
+def init_mlp(rng, sizes) -> dict:
+  """ReLU MLP params `{'dense_i'}` for layer sizes `(in, *hidden, out)`; a linear last layer."""
+  keys = jax.random.split(rng, len(sizes) - 1)
+  return {f'dense_{i}': policy.dense_init(k, sizes[i], sizes[i + 1],
+                                          1.0 if i == len(sizes) - 2 else 2.0)
+          for i, k in enumerate(keys)}
+
+
+def mlp_apply(params, x) -> jax.Array:
+  """`x: [..., in]` -> `[..., out]` through the MLP of `init_mlp`."""
+  n = len(params)
+  for i in range(n):
+    x = policy.dense(params[f'dense_{i}'], x)
+    if i < n - 1:
+      x = jax.nn.relu(x)
+  return x
 
 
 def init_critic(rng, obs_size: int, action_size: int, config: LearnerConfig):
   """Twin critic params, each leaf with leading axis 2."""
-  widths = (obs_size + action_size, *config.critic_widths, 1)
-
-  def one(key):
-    keys = jax.random.split(key, len(widths) - 1)
-    return {f'dense_{i}': policy.dense_init(k, widths[i], widths[i + 1], 1.0 if i == len(widths) - 2 else 2.0)
-            for i, k in enumerate(keys)}
-
-  return jax.vmap(one)(jax.random.split(rng, 2))
+  sizes = (obs_size + action_size, *config.critic_widths, 1)
+  return jax.vmap(lambda k: init_mlp(k, sizes))(jax.random.split(rng, 2))
 
 
 def critic_apply(critic, obs, action) -> jax.Array:
   """Q values `[2, ...]` for `obs: [..., obs_size]`, `action: [..., action_size]`."""
   x = jnp.concatenate([obs, action], axis=-1)
-
-  def one(params):
-    h = x
-    n = len(params)
-    for i in range(n):
-      h = policy.dense(params[f'dense_{i}'], h)
-      if i < n - 1:
-        h = jax.nn.relu(h)
-    return h[..., 0]
-
-  return jax.vmap(one)(critic)
+  return jax.vmap(lambda params: mlp_apply(params, x)[..., 0])(critic)

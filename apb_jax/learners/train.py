@@ -11,9 +11,10 @@ Structure (PureJaxRL / brax.training style, with the host only at the edges):
   * `evaluate`: `jit(vmap(_evaluate_one))`, the deterministic policy's mean
     return over `eval_episodes` episodes per task, run after every chunk (and
     once before training); compiled once, apart from the chunk;
-  * `train`: the Python loop over chunks, which only reports progress, calls
-    `progress_fn(env_steps, metrics)` and `checkpoint_fn(chunks_done, state,
-    curves)`, and can resume from a returned state.
+  * `train`: the Python loop over chunks, shared with PPO (`loop.HostLoop`),
+    which only reports progress, calls `progress_fn(env_steps, metrics)` and
+    `checkpoint_fn(chunks_done, state, curves)`, and can resume from a
+    returned state.
 
 Shapes: `tasks` leaves `[K, ...]`; `init_params = {'backbone': unbatched,
 'adapters': leaves [K, ...]}`. Every leaf of the learner state carries the
@@ -27,19 +28,17 @@ With several devices the task axis is sharded over a 1-D mesh (`sharding.py`).
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
 from apb_jax import evaluation
-from apb_jax.learners import agents, exploration, normalizer, sharding
+from apb_jax.learners import agents, exploration, loop, normalizer
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners.config import LearnerConfig
-from apb_jax.progress import Progress
+from apb_jax.learners.loop import TrainResult  # noqa: F401  (re-exported)
 from apb_jax.tasks.base import reset_done, tile
 
 TASK_AXIS = agents.TASK_AXIS   # the named vmapped task axis (auto-reset psum, 'shared' pmean)
@@ -64,21 +63,15 @@ class LearnerState:
 STATE_AXES = LearnerState(agent=0, noise=0, replay=0, env_state=0, rng=0, shared=None)
 
 
-class TrainResult(NamedTuple):
-  state: LearnerState
-  curves: np.ndarray      # [K, n_evals] deterministic eval return
-  steps: np.ndarray       # [n_evals] env steps per task at each evaluation
-  metrics: dict           # name -> [K, n_chunks]
-  compile_s: float        # lowering + compiling the chunk and the evaluation
-  run_s: float            # wall time of train(), compile included
-
-
 def _round_up(x, multiple):
   return -(-x // multiple) * multiple
 
 
-class Trainer:
-  """SAC or TD3 (per `config.algo`) on the tasks of one family."""
+class Trainer(loop.HostLoop):
+  """SAC or TD3 (per `config.algo`) on the tasks of one family; the host loop is `loop.HostLoop`."""
+
+  finite_metrics = ('critic_loss', 'actor_loss')
+  state_axes = STATE_AXES
 
   def __init__(self, config: LearnerConfig, family):
     self.config = config
@@ -86,7 +79,6 @@ class Trainer:
     self.env = family.env
     self.obs_size = family.obs_size
     self.action_size = family.action_size
-    self.last_compile_s = 0.0    # seconds compiling chunk + evaluate in the latest train()
     self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(STATE_AXES, None),
                                   out_axes=(STATE_AXES, 0), axis_name=TASK_AXIS))
     self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(STATE_AXES,)))
@@ -113,17 +105,7 @@ class Trainer:
 
   def init(self, rng, tasks, init_params) -> LearnerState:
     """Batched learner state for K tasks (see module docstring for shapes)."""
-    k = jax.tree.leaves(tasks)[0].shape[0]
-    adapters = init_params['adapters']
-    for leaf in jax.tree.leaves(adapters):
-      if leaf.ndim < 2 or leaf.shape[0] != k:
-        raise ValueError(
-            f'init_params["adapters"] needs a leading task axis of size {k} (got a leaf '
-            f'of shape {leaf.shape}); build them with jax.vmap(policy.init_adapters).')
-    tasks, adapters = sharding.shard_tasks((tasks, adapters))
-    rngs = sharding.shard_tasks(jax.random.split(rng, k))
-    backbone = sharding.replicate(init_params['backbone'])
-    return self._init(rngs, tasks, adapters, backbone)
+    return self._init(*loop.place(rng, tasks, init_params))
 
   # -- one iteration -------------------------------------------------------------
   def _act(self, ls: LearnerState, obs_n, rng):
@@ -216,71 +198,6 @@ class Trainer:
     rng = jax.random.fold_in(ls.rng, 1)   # does not advance the training stream
     task = jax.tree.map(lambda x: x[0], ls.env_state.info['task'])
     return evaluation.episode_return(self.env, act, rng, task, c.eval_episodes)
-
-  # -- the host loop -------------------------------------------------------------------
-  def compile(self, state: LearnerState) -> float:
-    """Compiles chunk and evaluate for `state`'s shapes ahead of time; returns the seconds.
-
-    The executables land in jit's cache, so the calls that follow (with an
-    `np.int32` chunk index, as here) do not compile again.
-    """
-    t0 = time.perf_counter()
-    self.chunk.lower(state, np.int32(0)).compile()
-    self.evaluate.lower(state).compile()
-    return time.perf_counter() - t0
-
-  def train(self, rng, tasks, init_params, *,
-            progress_fn: Optional[Callable[[int, dict], None]] = None,
-            checkpoint_fn: Optional[Callable[[int, LearnerState, list], None]] = None,
-            resume: Optional[tuple] = None, show_progress: bool = True,
-            label: Optional[str] = None) -> TrainResult:
-    """Runs `config.num_chunks` chunks; `resume=(state, chunks_done, curves)`.
-
-    `init_params` is only read when starting afresh (the backbone and the
-    adapters of a resumed run are in its state).
-    """
-    c = self.config
-    start = time.perf_counter()
-    if resume is None:
-      state, done, curves = self.init(rng, tasks, init_params), 0, None
-    else:
-      state, done, curves = resume
-    compile_s = self.last_compile_s = self.compile(state)   # read by progress_fn observers
-    curves = [np.asarray(self.evaluate(state))] if curves is None else list(curves)
-    history = []
-    progress = Progress(total=c.total_steps, label=label or f'{c.algo}/{c.mode}',
-                        enabled=show_progress)
-    progress.update(done * c.eval_every, float(np.mean(curves[-1])))
-    for chunk in range(done, c.num_chunks):
-      state, metrics = self.chunk(state, np.int32(chunk))
-      metrics['eval_return'] = self.evaluate(state)
-      metrics = jax.device_get(metrics)
-      _check_finite(metrics, chunk, c)
-      curves.append(np.asarray(metrics['eval_return']))
-      history.append(metrics)
-      steps = (chunk + 1) * c.eval_every
-      progress.update(steps, float(np.mean(metrics['eval_return'])))
-      if progress_fn is not None:
-        progress_fn(steps, metrics)
-      if checkpoint_fn is not None:
-        checkpoint_fn(chunk + 1, state, curves)
-    progress.close()
-    stacked = {k: np.stack([h[k] for h in history], axis=-1) for k in history[0]} if history else {}
-    return TrainResult(
-        state=state, curves=np.stack(curves, axis=-1),
-        steps=np.arange(len(curves)) * c.eval_every,
-        metrics=stacked, compile_s=compile_s, run_s=time.perf_counter() - start)
-
-
-def _check_finite(metrics, chunk, config):
-  for name in ('critic_loss', 'actor_loss', 'eval_return'):
-    bad = ~np.isfinite(np.asarray(metrics[name]))
-    if bad.any():
-      raise FloatingPointError(
-          f'{name} is not finite for task index {int(np.argmax(bad))} in chunk {chunk} '
-          f'(env steps {(chunk + 1) * config.eval_every}); lower the learning rates or '
-          'check the reward scale.')
-
 
 def make_train(config: LearnerConfig, family) -> Trainer:
   return Trainer(config, family)

@@ -11,6 +11,9 @@ and rejax, adapted to continuous actions in [-1, 1]:
               `target` is the task, so K tasks need K different adapters
   discount    two steps, obs = step index, reward +1 at the end of step 2
               -> Q(step 0) = gamma, Q(step 1) = 1
+  memory      two steps: obs is a cue c = +-1 at step 1 and 0 at step 2;
+              reward 0, then -(a - c/2)^2. Only a policy that remembers the
+              cue scores 0; a memoryless one at best -1/4 (a = 0)
 
 Episodes end by termination (no truncation), so values do not bootstrap past
 the end.
@@ -24,7 +27,7 @@ from brax.envs.base import State
 
 from apb_jax.tasks.base import TaskFamily
 
-PROBES = ('constant', 'observation', 'action', 'discount')
+PROBES = ('constant', 'observation', 'action', 'discount', 'memory')
 
 
 class ProbeEnv:
@@ -38,16 +41,18 @@ class ProbeEnv:
     if kind not in PROBES:
       raise ValueError(f'unknown probe {kind!r}; choose one of {list(PROBES)}.')
     self.kind = kind
-    self.episode_length = 2 if kind == 'discount' else 1
+    self.episode_length = 2 if kind in ('discount', 'memory') else 1
     self.sys_fn = None
 
   def observation_shape(self, task):
     del task
     return (1,)
 
-  def _obs(self, rng, steps):
+  def _obs(self, rng, steps, cue=None):
     if self.kind == 'observation':
       return jnp.where(jax.random.bernoulli(rng), 1.0, -1.0)[None]
+    if self.kind == 'memory':
+      return jnp.where(steps == 0, cue, 0.0)[None]
     if self.kind == 'discount':
       return steps.astype(jnp.float32)[None]
     return jnp.zeros((1,))
@@ -55,10 +60,12 @@ class ProbeEnv:
   def reset(self, rng, task) -> State:
     steps = jnp.zeros((), jnp.int32)
     zero = jnp.zeros(())
-    return State(pipeline_state=None, obs=self._obs(rng, steps), reward=zero,
+    rng, k_cue = jax.random.split(rng)
+    cue = jnp.where(jax.random.bernoulli(k_cue), 1.0, -1.0)
+    return State(pipeline_state=None, obs=self._obs(rng, steps, cue), reward=zero,
                  done=zero, metrics={},
                  info={'task': task, 'steps': steps, 'truncation': zero,
-                       'rng': rng})
+                       'rng': rng, 'cue': cue})
 
   def step(self, state: State, action: jax.Array) -> State:
     steps = state.info['steps'] + 1
@@ -69,12 +76,14 @@ class ProbeEnv:
       reward = state.obs[0]
     elif self.kind == 'action':
       reward = -jnp.square(action[0] - state.info['task']['target'])
+    elif self.kind == 'memory':
+      reward = done * -jnp.square(action[0] - 0.5 * state.info['cue'])
     else:
       reward = done
     rng, key = jax.random.split(state.info['rng'])
     info = dict(state.info, steps=steps, truncation=jnp.zeros(()), rng=rng)
-    return state.replace(obs=self._obs(key, steps), reward=reward, done=done,
-                         info=info)
+    return state.replace(obs=self._obs(key, steps, state.info['cue']), reward=reward,
+                         done=done, info=info)
 
 
 def make_probe(kind: str) -> TaskFamily:

@@ -29,18 +29,29 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
   c.seed = 0
   c.methods = 'apb,apb_randominit,scratch,finetune'
   c.splits = 'test_id,test_ood'
-  c.learner = 'sac'              # sac | td3
+  c.learner = 'sac'              # sac | td3 | ppo (ppo reads its settings from c.ppo)
   c.exploration = 'action'       # action | param (the adaptation protocol)
   c.backbone_from = ''           # a run directory whose meta-trained backbone to reuse
   c.oracle_factor = 5            # the oracle's budget, in multiples of adapt.total_steps
 
-  c.policy = ml_collections.ConfigDict({'widths': (256, 256, 256), 'activation': 'relu'})
+  # core_size > 0 adds a GRU between backbone and output adapter (PPO only; see policy.py).
+  c.policy = ml_collections.ConfigDict({'widths': (256, 256, 256), 'activation': 'relu',
+                                        'core_size': 0})
   # Learner settings shared by every stage (apb_jax.learners.LearnerConfig fields).
   c.rl = ml_collections.ConfigDict({
       'num_envs': 16, 'batch_size': 256, 'grad_updates_per_step': 4, 'buffer_size': 1_000_000,
       'warmup_steps': 2_048, 'eval_episodes': 4, 'gamma': 0.99, 'tau': 0.005,
       'actor_lr': 3e-4, 'critic_lr': 3e-4, 'alpha_lr': 3e-4, 'init_alpha': 1.0,
       'reward_scale': 1.0, 'normalize_obs': True, 'critic_widths': (256, 256)})
+  # PPO's settings (apb_jax.learners.PPOConfig fields), used when --config.learner=ppo.
+  # One rollout is num_envs * unroll_length env steps per task; every budget and
+  # eval_every must be a multiple of it.
+  c.ppo = ml_collections.ConfigDict({
+      'num_envs': 16, 'unroll_length': 32, 'epochs': 8, 'num_minibatches': 4, 'lr': 3e-4,
+      'max_grad_norm': 0.5, 'gamma': 0.99, 'gae_lambda': 0.95, 'clip_eps': 0.2,
+      'value_coef': 0.5, 'entropy_coef': 1e-3, 'normalize_advantage': True,
+      'reward_scale': 1.0, 'normalize_obs': True, 'value_widths': (256, 256),
+      'core_reset_episodes': 1})
   c.meta = ml_collections.ConfigDict({
       'method': 'rl',            # rl: multi-task SAC/TD3 with a shared backbone; bc: distil experts
       'num_tasks': 8, 'total_steps': 204_800, 'eval_every': 20_480,
@@ -53,6 +64,7 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
     c.policy.widths = (32, 32)
     c.rl.update(num_envs=8, batch_size=64, grad_updates_per_step=1, warmup_steps=128,
                 eval_episodes=1, critic_widths=(32, 32))
+    c.ppo.update(num_envs=8, unroll_length=32, num_minibatches=2, value_widths=(32, 32))
     c.meta.update(num_tasks=2, total_steps=1_024, eval_every=512)
     c.meta.distill.update(steps=50, batch_size=64, demo_steps=256)
     c.adapt.update(num_tasks=2, seeds=1, total_steps=512, eval_every=256)

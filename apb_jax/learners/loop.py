@@ -1,0 +1,124 @@
+"""The host side every learner shares: compile ahead of time, then a Python loop over chunks.
+
+A learner (SAC/TD3's `train.Trainer`, PPO's `ppo.PPOTrainer`) subclasses
+`HostLoop` and provides, for K tasks at once:
+  * `init(rng, tasks, init_params) -> state`   leaves `[K, ...]` (bar `state.shared`);
+  * `chunk(state, chunk_index) -> (state, metrics)`   `jit(vmap(...))`: `eval_every`
+    env steps per task, metrics leaves `[K]`;
+  * `evaluate(state) -> [K]`   the deterministic policy's mean eval return;
+  * `finite_metrics`   the metric names that must stay finite (a NaN stops the run).
+Its config has `total_steps`, `eval_every`, `num_chunks`, `algo` and `mode`.
+
+`train` is the only loop: it evaluates once before training and after every
+chunk, reports progress, calls `progress_fn(env_steps, metrics)` and
+`checkpoint_fn(chunks_done, state, curves)`, and continues from
+`resume=(state, chunks_done, curves)`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import numpy as np
+
+from apb_jax.learners import sharding
+from apb_jax.progress import Progress
+
+
+class TrainResult(NamedTuple):
+  state: object
+  curves: np.ndarray      # [K, n_evals] deterministic eval return
+  steps: np.ndarray       # [n_evals] env steps per task at each evaluation
+  metrics: dict           # name -> [K, n_chunks]
+  compile_s: float        # lowering + compiling the chunk and the evaluation
+  run_s: float            # wall time of train(), compile included
+
+
+def check_adapters(init_params, k: int) -> None:
+  """Raises the one-line fix if `init_params['adapters']` lacks a leading `[k]` task axis."""
+  for leaf in jax.tree.leaves(init_params['adapters']):
+    if leaf.ndim < 2 or leaf.shape[0] != k:
+      raise ValueError(
+          f'init_params["adapters"] needs a leading task axis of size {k} (got a leaf '
+          f'of shape {leaf.shape}); build them with jax.vmap(policy.init_adapters).')
+
+
+def place(rng, tasks, init_params):
+  """(per-task rngs, tasks, adapters, backbone) placed on the task mesh (see sharding.py)."""
+  k = jax.tree.leaves(tasks)[0].shape[0]
+  check_adapters(init_params, k)
+  tasks, adapters = sharding.shard_tasks((tasks, init_params['adapters']))
+  rngs = sharding.shard_tasks(jax.random.split(rng, k))
+  return rngs, tasks, adapters, sharding.replicate(init_params['backbone'])
+
+
+class HostLoop:
+  """Base class of the learners: `compile` and `train` over `self.chunk`/`self.evaluate`."""
+
+  config = None
+  finite_metrics: tuple = ()
+  last_compile_s: float = 0.0    # seconds compiling chunk + evaluate in the latest train()
+
+  def compile(self, state) -> float:
+    """Compiles chunk and evaluate for `state`'s shapes ahead of time; returns the seconds.
+
+    The executables land in jit's cache, so the calls that follow (with an
+    `np.int32` chunk index, as here) do not compile again.
+    """
+    t0 = time.perf_counter()
+    self.chunk.lower(state, np.int32(0)).compile()
+    self.evaluate.lower(state).compile()
+    return time.perf_counter() - t0
+
+  def train(self, rng, tasks, init_params, *,
+            progress_fn: Optional[Callable[[int, dict], None]] = None,
+            checkpoint_fn: Optional[Callable[[int, object, list], None]] = None,
+            resume: Optional[tuple] = None, show_progress: bool = True,
+            label: Optional[str] = None) -> TrainResult:
+    """Runs `config.num_chunks` chunks; `resume=(state, chunks_done, curves)`.
+
+    `init_params` is only read when starting afresh (the backbone and the
+    adapters of a resumed run are in its state).
+    """
+    c = self.config
+    start = time.perf_counter()
+    if resume is None:
+      state, done, curves = self.init(rng, tasks, init_params), 0, None
+    else:
+      state, done, curves = resume
+    compile_s = self.last_compile_s = self.compile(state)   # read by progress_fn observers
+    curves = [np.asarray(self.evaluate(state))] if curves is None else list(curves)
+    history = []
+    progress = Progress(total=c.total_steps, label=label or f'{c.algo}/{c.mode}',
+                        enabled=show_progress)
+    progress.update(done * c.eval_every, float(np.mean(curves[-1])))
+    for chunk in range(done, c.num_chunks):
+      state, metrics = self.chunk(state, np.int32(chunk))
+      metrics['eval_return'] = self.evaluate(state)
+      metrics = jax.device_get(metrics)
+      self._check_finite(metrics, chunk)
+      curves.append(np.asarray(metrics['eval_return']))
+      history.append(metrics)
+      steps = (chunk + 1) * c.eval_every
+      progress.update(steps, float(np.mean(metrics['eval_return'])))
+      if progress_fn is not None:
+        progress_fn(steps, metrics)
+      if checkpoint_fn is not None:
+        checkpoint_fn(chunk + 1, state, curves)
+    progress.close()
+    stacked = {k: np.stack([h[k] for h in history], axis=-1) for k in history[0]} if history else {}
+    return TrainResult(
+        state=state, curves=np.stack(curves, axis=-1),
+        steps=np.arange(len(curves)) * c.eval_every,
+        metrics=stacked, compile_s=compile_s, run_s=time.perf_counter() - start)
+
+  def _check_finite(self, metrics, chunk):
+    for name in (*self.finite_metrics, 'eval_return'):
+      bad = ~np.isfinite(np.asarray(metrics[name]))
+      if bad.any():
+        raise FloatingPointError(
+            f'{name} is not finite for task index {int(np.argmax(bad))} in chunk {chunk} '
+            f'(env steps {(chunk + 1) * self.config.eval_every}); lower the learning rates or '
+            'check the reward scale.')
