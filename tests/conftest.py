@@ -1,6 +1,10 @@
 """Shared fixtures: compiled env functions are built once per session."""
 
+import json
 import os
+import pathlib
+import subprocess
+import sys
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
@@ -39,3 +43,19 @@ def compiled():
     return _COMPILED[name]
 
   return get
+
+
+@pytest.fixture(scope='session')
+def run_with_devices():
+  """run_with_devices(code, n) -> the JSON that `code` prints last, run in a fresh process
+  with n forced host CPU devices (`code` may `import test_*` from this folder)."""
+
+  def run(code, n):
+    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
+               JAX_PLATFORMS='cpu')
+    code = f'import sys; sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})\n' + code
+    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                         text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+  return run

@@ -114,7 +114,9 @@ def test_backbone_of_other_widths_and_changed_config_fail_with_the_fix(probe_run
 @pytest.mark.parametrize('field,value,message', [
     ('task', 'cheetah_fly', "unknown task family 'cheetah_fly'; choose one of"),
     ('methods', 'apb,maml', "unknown method 'maml'; choose from"),
-    ('learner', 'ppo', "unknown --config.learner='ppo'"),
+    ('learner', 'a2c', "unknown --config.learner='a2c'"),
+    ('ppo.num_minibatches', 3, 'multiple of num_minibatches'),
+    ('policy.core_size', 8, "recurrent core needs the on-policy learner"),
     ('exploration', 'curiosity', "unknown --config.exploration='curiosity'"),
     ('meta.method', 'maml', "unknown --config.meta.method='maml'"),
     ('splits', 'test_id,val', "unknown split 'val'"),
@@ -130,12 +132,30 @@ def test_bad_config_fails_at_once_with_a_one_line_fix(field, value, message, tmp
   assert not os.path.exists(tmp_path / 'run')           # nothing written
 
 
+def test_ppo_pipeline_solves_the_probe_and_refuses_param_noise(tmp_path):
+  ppo = {'ppo.num_envs': 16, 'ppo.unroll_length': 8, 'ppo.epochs': 4, 'ppo.num_minibatches': 4,
+         'ppo.lr': 3e-3, 'ppo.gamma': 0.5, 'ppo.entropy_coef': 0.0, 'ppo.normalize_obs': False,
+         'ppo.value_widths': (16, 16)}
+  config = probe_config(learner='ppo', methods='apb,scratch', splits='test_id', **ppo, **{
+      'adapt.total_steps': 8192, 'adapt.eval_every': 4096})
+  out = _run(config, tmp_path / 'run')
+  assert out['learner'] == 'ppo'
+  for method in ('apb', 'scratch'):
+    assert out['methods'][method]['test_id']['final_return']['mean'] > -0.05, method
+  with pytest.raises(ValueError, match='exploration=action with --config.learner=ppo') as info:
+    experiment.Experiment(probe_config(learner='ppo', exploration='param', **ppo),
+                          str(tmp_path / 'other'), family=PROBE)
+  assert '\n' not in str(info.value) and not os.path.exists(tmp_path / 'other')
+
+
 @pytest.mark.parametrize('profile', common.PROFILES)
 def test_every_family_config_file_validates_in_every_profile(profile):
   """A family's overrides (e.g. ant_goal's learner and budgets) keep the budget rules."""
   for family in tasks.names():
     config = importlib.import_module(f'experiments.configs.{family}').get_config(profile)
     assert (config.task, config.profile) == (family, profile)
+    experiment.validate(config)
+    config.learner = 'ppo'                       # PPO's budgets fit every profile too
     experiment.validate(config)
 
 

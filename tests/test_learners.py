@@ -1,10 +1,5 @@
 """SAC and TD3: probe environments, task vmapping, frozen backbone, param noise, sharding."""
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import chex
 import jax
@@ -214,8 +209,7 @@ def test_wrong_task_axis_and_bad_config_fail_with_the_fix():
 
 
 SHARD_SCRIPT = """
-import json, sys, jax, numpy as np
-sys.path.insert(0, {tests!r})
+import json, jax, numpy as np
 from test_learners import PROBE, _init_params, _key
 from apb_jax.learners import make_train
 from apb_jax.tasks.probes import make_probe
@@ -225,24 +219,15 @@ result = make_train(config, family).train(_key(3), family.sample(_key(0), 4, 'tr
                                           _init_params(4), show_progress=False)
 kernel = result.state.agent.actor['adapters']['out']['kernel']
 backbone = result.state.shared.backbone['dense_0']['kernel']
-print(json.dumps({{'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
+print(json.dumps({'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
                   'curves': result.curves.tolist(), 'kernel': np.asarray(kernel).tolist(),
-                  'backbone': np.asarray(backbone).tolist()}}))
+                  'backbone': np.asarray(backbone).tolist()}))
 """
 
 
-def _run_with_devices(n):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
-             JAX_PLATFORMS='cpu')
-  code = SHARD_SCRIPT.format(tests=str(pathlib.Path(__file__).parent))
-  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                       text=True, timeout=600, check=True)
-  return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def test_task_axis_sharded_over_two_devices_equals_single_device():
+def test_task_axis_sharded_over_two_devices_equals_single_device(run_with_devices):
   """Mode 'shared': adapters split over devices, the backbone's mean gradient all-reduced."""
-  one, two = _run_with_devices(1), _run_with_devices(2)
+  one, two = run_with_devices(SHARD_SCRIPT, 1), run_with_devices(SHARD_SCRIPT, 2)
   assert (one['devices'], two['devices'], two['shards']) == (1, 2, 2)
   np.testing.assert_allclose(two['curves'], one['curves'], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(two['kernel'], one['kernel'], rtol=1e-4, atol=1e-5)

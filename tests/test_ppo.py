@@ -1,11 +1,6 @@
 """PPO: GAE and the surrogate by hand, probe environments, the recurrent core, task vmapping,
 the frozen backbone, resume and sharding."""
 
-import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import chex
 import jax
@@ -74,8 +69,10 @@ def test_gae_by_hand_bootstraps_through_truncation_not_termination():
   a0 = delta[0] + gamma * lam * a1
   adv = ppo_losses.gae(reward, value, value_next, terminal, done, gamma, lam)
   np.testing.assert_allclose(adv, [a0, a1, a2, a3], rtol=1e-6)
-  # lambda = 1 and no ends: the discounted return minus the value, plus the bootstrap.
-  adv = ppo_losses.gae(reward, value, value_next, 0 * done, 0 * done, gamma, 1.0)
+  # lambda = 1, no ends and v_next[t] = v[t + 1]: the sum telescopes to the discounted
+  # return plus the discounted bootstrap, minus the first value.
+  chained = jnp.concatenate([value[1:], jnp.array([7.0])])
+  adv = ppo_losses.gae(reward, value, chained, 0 * done, 0 * done, gamma, 1.0)
   expected = sum(gamma ** t * r for t, r in enumerate([1, 2, 3, 4])) + gamma ** 4 * 7.0 - 0.5
   np.testing.assert_allclose(adv[0], expected, rtol=1e-6)
 
@@ -173,6 +170,26 @@ def test_resume_after_a_stop_equals_the_uninterrupted_run(memory_trainer):
   chex.assert_shape(full.state.carry, (K, CORE.num_envs, 8))
 
 
+@pytest.mark.parametrize('every', [1, 2])
+def test_core_carry_is_kept_within_a_trial_and_zeroed_after_it(memory_trainer, every):
+  """Memory probe episodes last 2 steps; a trial of `every` episodes zeroes the carry after
+  every `every`-th episode end, and only there."""
+  trainer, tasks = memory_trainer
+  trainer = ppo.make_train(CORE.replace(core_reset_episodes=every), trainer.family)
+  state = trainer.init(_key(4), tasks, _init_params(K, CORE.policy))
+  rollout = jax.vmap(trainer._rollout, in_axes=(ppo.STATE_AXES, 0), out_axes=(ppo.STATE_AXES, 0),
+                     axis_name=ppo.TASK_AXIS)
+  _, data = rollout(state, jax.random.split(_key(5), K))     # leaves [K, T=8, E, ...]
+  np.testing.assert_array_equal(data.done[0, :, 0], [0, 1] * 4)
+  expected = [0, 1] * 4 if every == 1 else [0, 0, 0, 1] * 2
+  np.testing.assert_array_equal(data.reset_after[:, :, :], np.broadcast_to(
+      np.asarray(expected, np.float32)[None, :, None], data.reset_after.shape))
+  norms = np.linalg.norm(np.asarray(data.carry_in), axis=-1)     # [K, T, E]
+  starts = np.flatnonzero(np.concatenate([[1.0], expected[:-1]]))   # a fresh carry
+  assert (norms[:, starts] == 0).all()
+  assert (norms[:, np.setdiff1d(np.arange(8), starts)] > 0).all()   # the carry flows on
+
+
 def test_adapters_mode_leaves_the_backbone_bit_for_bit_and_all_mode_moves_it():
   family = make_probe('observation')   # obs +-1, so every backbone leaf gets gradient
   tasks = family.sample(_key(0), K, 'train')
@@ -216,8 +233,7 @@ def test_bad_settings_fail_with_the_fix():
 
 
 SHARD_SCRIPT = """
-import json, sys, jax, numpy as np
-sys.path.insert(0, {tests!r})
+import json, jax, numpy as np
 from test_ppo import PROBE, _init_params, _key
 from apb_jax.learners import ppo
 from apb_jax.tasks.probes import make_probe
@@ -227,24 +243,15 @@ result = ppo.make_train(config, family).train(_key(3), family.sample(_key(0), 4,
                                               _init_params(4), show_progress=False)
 kernel = result.state.agent.actor['adapters']['out']['kernel']
 backbone = result.state.shared.backbone['dense_0']['kernel']
-print(json.dumps({{'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
+print(json.dumps({'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
                   'curves': result.curves.tolist(), 'kernel': np.asarray(kernel).tolist(),
-                  'backbone': np.asarray(backbone).tolist()}}))
+                  'backbone': np.asarray(backbone).tolist()}))
 """
 
 
-def _run_with_devices(n):
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
-             JAX_PLATFORMS='cpu')
-  code = SHARD_SCRIPT.format(tests=str(pathlib.Path(__file__).parent))
-  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                       text=True, timeout=600, check=True)
-  return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def test_task_axis_sharded_over_two_devices_equals_single_device():
+def test_task_axis_sharded_over_two_devices_equals_single_device(run_with_devices):
   """Mode 'shared': adapters split over devices, the backbone's mean gradient all-reduced."""
-  one, two = _run_with_devices(1), _run_with_devices(2)
+  one, two = run_with_devices(SHARD_SCRIPT, 1), run_with_devices(SHARD_SCRIPT, 2)
   assert (one['devices'], two['devices'], two['shards']) == (1, 2, 2)
   np.testing.assert_allclose(two['curves'], one['curves'], rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(two['kernel'], one['kernel'], rtol=1e-4, atol=1e-5)

@@ -25,8 +25,24 @@ MODES = ('adapters', 'all', 'shared')
 EXPLORATIONS = ('action', 'param')
 
 
+class _Schedule:
+  """Chunks of `eval_every` env steps, each `iterations_per_chunk` iterations of
+  `steps_per_iteration` env steps per task."""
+
+  @property
+  def iterations_per_chunk(self) -> int:
+    return self.eval_every // self.steps_per_iteration
+
+  @property
+  def num_chunks(self) -> int:
+    return self.total_steps // self.eval_every
+
+  def replace(self, **changes):
+    return dataclasses.replace(self, **changes)
+
+
 @dataclasses.dataclass(frozen=True)
-class LearnerConfig:
+class LearnerConfig(_Schedule):
   algo: str = 'sac'
   # 'adapters': backbone frozen; 'all': every actor leaf trains, per task;
   # 'shared': per-task adapters and one backbone trained by the task-mean gradient.
@@ -81,15 +97,8 @@ class LearnerConfig:
                        f'tau={self.tau}.')
 
   @property
-  def iterations_per_chunk(self) -> int:
-    return self.eval_every // self.num_envs
-
-  @property
-  def num_chunks(self) -> int:
-    return self.total_steps // self.eval_every
-
-  def replace(self, **changes) -> 'LearnerConfig':
-    return dataclasses.replace(self, **changes)
+  def steps_per_iteration(self) -> int:
+    return self.num_envs
 
 
 def _check_common(c, algos, unit: int, unit_name: str) -> None:
@@ -113,7 +122,7 @@ def _check_common(c, algos, unit: int, unit_name: str) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(_Schedule):
   """PPO (Schulman et al. 2017) on the same task axis, modes and host loop as SAC/TD3.
 
   Defaults follow PureJaxRL/brax.training's continuous-control settings, scaled
@@ -155,7 +164,7 @@ class PPOConfig:
                   'core_reset_episodes'):
       if getattr(self, field) < 1:
         raise ValueError(f'{field}={getattr(self, field)} must be >= 1.')
-    _check_common(self, ('ppo',), self.rollout_steps, 'num_envs * unroll_length')
+    _check_common(self, ('ppo',), self.steps_per_iteration, 'num_envs * unroll_length')
     if self.exploration == 'param':
       raise ValueError(
           "exploration='param' does not fit PPO: its clipped ratio needs the log-probability "
@@ -174,17 +183,6 @@ class PPOConfig:
         raise ValueError(f'{field}={getattr(self, field)} must be >= 0.')
 
   @property
-  def rollout_steps(self) -> int:
+  def steps_per_iteration(self) -> int:
     """Env steps per task in one rollout (one PPO iteration)."""
     return self.num_envs * self.unroll_length
-
-  @property
-  def iterations_per_chunk(self) -> int:
-    return self.eval_every // self.rollout_steps
-
-  @property
-  def num_chunks(self) -> int:
-    return self.total_steps // self.eval_every
-
-  def replace(self, **changes) -> 'PPOConfig':
-    return dataclasses.replace(self, **changes)

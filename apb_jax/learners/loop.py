@@ -1,12 +1,14 @@
 """The host side every learner shares: compile ahead of time, then a Python loop over chunks.
 
 A learner (SAC/TD3's `train.Trainer`, PPO's `ppo.PPOTrainer`) subclasses
-`HostLoop` and provides, for K tasks at once:
-  * `init(rng, tasks, init_params) -> state`   leaves `[K, ...]` (bar `state.shared`);
-  * `chunk(state, chunk_index) -> (state, metrics)`   `jit(vmap(...))`: `eval_every`
-    env steps per task, metrics leaves `[K]`;
-  * `evaluate(state) -> [K]`   the deterministic policy's mean eval return;
-  * `finite_metrics`   the metric names that must stay finite (a NaN stops the run).
+`HostLoop` and writes, for ONE task:
+  * `_init_one(rng, task, adapters, backbone) -> state`;
+  * `_chunk_one(state, chunk_index) -> (state, metrics)`: `eval_every` env steps;
+  * `_evaluate_one(state) -> []`: the deterministic policy's mean eval return;
+and sets `state_axes` (its state's vmap axes: 0 everywhere but the unbatched
+`shared`) and `finite_metrics` (the metric names that must stay finite). This
+class vmaps them over the named task axis and jits them, for K tasks at once:
+`init(rng, tasks, init_params)`, `chunk(state, chunk_index)`, `evaluate(state)`.
 Its config has `total_steps`, `eval_every`, `num_chunks`, `algo` and `mode`.
 
 `train` is the only loop: it evaluates once before training and after every
@@ -24,6 +26,7 @@ import jax
 import numpy as np
 
 from apb_jax.learners import sharding
+from apb_jax.learners.shared import TASK_AXIS
 from apb_jax.progress import Progress
 
 
@@ -55,11 +58,28 @@ def place(rng, tasks, init_params):
 
 
 class HostLoop:
-  """Base class of the learners: `compile` and `train` over `self.chunk`/`self.evaluate`."""
+  """Base class of the learners: the task vmap, `compile` and `train`."""
 
-  config = None
   finite_metrics: tuple = ()
-  last_compile_s: float = 0.0    # seconds compiling chunk + evaluate in the latest train()
+  state_axes = None
+
+  def __init__(self, config, family):
+    self.config = config
+    self.family = family
+    self.env = family.env
+    self.obs_size = family.obs_size
+    self.action_size = family.action_size
+    self.last_compile_s = 0.0    # seconds compiling chunk + evaluate in the latest train()
+    axes = self.state_axes
+    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(axes, None), out_axes=(axes, 0),
+                                  axis_name=TASK_AXIS))
+    self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(axes,)))
+    self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, 0, None), out_axes=axes))
+
+  def init(self, rng, tasks, init_params):
+    """Batched learner state for K tasks: `tasks` leaves `[K, ...]`, `init_params =
+    {'backbone': unbatched, 'adapters': leaves [K, ...]}`."""
+    return self._init(*place(rng, tasks, init_params))
 
   def compile(self, state) -> float:
     """Compiles chunk and evaluate for `state`'s shapes ahead of time; returns the seconds.

@@ -89,18 +89,6 @@ class PPOTrainer(loop.HostLoop):
   finite_metrics = ('policy_loss', 'value_loss')
   state_axes = STATE_AXES
 
-  def __init__(self, config: PPOConfig, family):
-    self.config = config
-    self.family = family
-    self.env = family.env
-    self.obs_size = family.obs_size
-    self.action_size = family.action_size
-    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(STATE_AXES, None),
-                                  out_axes=(STATE_AXES, 0), axis_name=TASK_AXIS))
-    self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(STATE_AXES,)))
-    self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, 0, None),
-                                  out_axes=STATE_AXES))
-
   # -- initial state -------------------------------------------------------------
   def _init_one(self, rng, task, adapters, backbone) -> PPOState:
     c = self.config
@@ -118,10 +106,6 @@ class PPOTrainer(loop.HostLoop):
                     carry=policy.initial_carry((c.num_envs,), c.policy),
                     episodes=jnp.zeros((c.num_envs,), jnp.int32), rng=k_loop,
                     shared=shared_lib.init(backbone, tx, c.mode))
-
-  def init(self, rng, tasks, init_params) -> PPOState:
-    """Batched learner state for K tasks (shapes as in train.Trainer.init)."""
-    return self._init(*loop.place(rng, tasks, init_params))
 
   # -- pieces ------------------------------------------------------------------------
   def _normalize(self, agent: PPOAgent, obs):

@@ -73,18 +73,6 @@ class Trainer(loop.HostLoop):
   finite_metrics = ('critic_loss', 'actor_loss')
   state_axes = STATE_AXES
 
-  def __init__(self, config: LearnerConfig, family):
-    self.config = config
-    self.family = family
-    self.env = family.env
-    self.obs_size = family.obs_size
-    self.action_size = family.action_size
-    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(STATE_AXES, None),
-                                  out_axes=(STATE_AXES, 0), axis_name=TASK_AXIS))
-    self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(STATE_AXES,)))
-    self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, 0, None),
-                                  out_axes=STATE_AXES))
-
   # -- initial state -------------------------------------------------------------
   def _init_one(self, rng, task, adapters, backbone) -> LearnerState:
     c = self.config
@@ -102,10 +90,6 @@ class Trainer(loop.HostLoop):
                         replay=replay_lib.init(example, _round_up(c.buffer_size, c.num_envs)),
                         env_state=env_state, rng=k_loop,
                         shared=agents.init_shared(backbone, c))
-
-  def init(self, rng, tasks, init_params) -> LearnerState:
-    """Batched learner state for K tasks (see module docstring for shapes)."""
-    return self._init(*loop.place(rng, tasks, init_params))
 
   # -- one iteration -------------------------------------------------------------
   def _act(self, ls: LearnerState, obs_n, rng):

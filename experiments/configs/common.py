@@ -8,8 +8,9 @@ Profiles (budgets in env steps per task):
   default  one family in under an hour on a 2-core CPU, with learning a reader
            can see: meta-training on 8 tasks, adaptation on 4 tasks x 2 seeds
            per split.
-  paper    GPU-scale: meta-training >= 1M steps per task set, adaptation 200k
-           steps per task, 5 seeds, the oracle (5x budget) on.
+  paper    GPU-scale: meta-training 1,024,000 steps per task, adaptation 204,800
+           steps per task, 5 seeds, the oracle (5x budget) on. (Budgets are
+           multiples of 512 so PPO's rollouts fit them too.)
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
     c.adapt.update(num_tasks=2, seeds=1, total_steps=512, eval_every=256)
   elif profile == 'paper':
     c.methods += ',oracle'
-    c.meta.update(num_tasks=16, total_steps=1_000_000, eval_every=50_000)
+    c.meta.update(num_tasks=16, total_steps=1_024_000, eval_every=51_200)
     c.meta.distill.update(steps=20_000, demo_steps=100_000)
-    c.adapt.update(num_tasks=8, seeds=5, total_steps=200_000, eval_every=10_000)
+    c.adapt.update(num_tasks=8, seeds=5, total_steps=204_800, eval_every=10_240)
     c.rl.update(grad_updates_per_step=1, num_envs=16)
   return c
