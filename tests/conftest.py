@@ -9,6 +9,7 @@ import sys
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 
 import jax  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from apb_jax import tasks  # noqa: E402
@@ -45,17 +46,44 @@ def compiled():
   return get
 
 
+SHARD_SCRIPT = """
+import json, sys, jax, numpy as np
+sys.path.insert(0, {tests!r})
+from {module} import PROBE, _init_params, _key
+from apb_jax.learners import make_train
+from apb_jax.tasks.probes import make_probe
+family = make_probe('action')
+config = PROBE.replace(total_steps=512, eval_every=256, mode='shared', **{changes!r})
+result = make_train(config, family).train(_key(3), family.sample(_key(0), 4, 'train'),
+                                          _init_params(4), show_progress=False)
+kernel = result.state.agent.actor['adapters']['out']['kernel']
+backbone = result.state.shared.backbone['dense_0']['kernel']
+print(json.dumps({{'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
+                  'curves': result.curves.tolist(), 'kernel': np.asarray(kernel).tolist(),
+                  'backbone': np.asarray(backbone).tolist()}}))
+"""
+
+
+def _run_with_devices(code, n):
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
+             JAX_PLATFORMS='cpu')
+  out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
+                       text=True, timeout=600, check=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope='session')
-def run_with_devices():
-  """run_with_devices(code, n) -> the JSON that `code` prints last, run in a fresh process
-  with n forced host CPU devices (`code` may `import test_*` from this folder)."""
+def sharded_matches_single():
+  """check(module, **changes): mode 'shared' on the action probe (PROBE of test module
+  `module`, 4 tasks) run with 2 forced host devices equals the run on 1: the adapters split
+  over the devices, the backbone's task-mean gradient all-reduced."""
 
-  def run(code, n):
-    env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}',
-               JAX_PLATFORMS='cpu')
-    code = f'import sys; sys.path.insert(0, {str(pathlib.Path(__file__).parent)!r})\n' + code
-    out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
-                         text=True, timeout=600, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+  def check(module, **changes):
+    code = SHARD_SCRIPT.format(tests=str(pathlib.Path(__file__).parent), module=module,
+                               changes=changes)
+    one, two = _run_with_devices(code, 1), _run_with_devices(code, 2)
+    assert (one['devices'], two['devices'], two['shards']) == (1, 2, 2)
+    for name in ('curves', 'kernel', 'backbone'):
+      np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
-  return run
+  return check

@@ -232,27 +232,6 @@ def test_bad_settings_fail_with_the_fix():
     policy.apply(params['backbone'], params['adapters'], jnp.zeros((1, 1)), CORE.policy)
 
 
-SHARD_SCRIPT = """
-import json, jax, numpy as np
-from test_ppo import PROBE, _init_params, _key
-from apb_jax.learners import ppo
-from apb_jax.tasks.probes import make_probe
-family = make_probe('action')
-config = PROBE.replace(total_steps=512, eval_every=256, mode='shared')
-result = ppo.make_train(config, family).train(_key(3), family.sample(_key(0), 4, 'train'),
-                                              _init_params(4), show_progress=False)
-kernel = result.state.agent.actor['adapters']['out']['kernel']
-backbone = result.state.shared.backbone['dense_0']['kernel']
-print(json.dumps({'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
-                  'curves': result.curves.tolist(), 'kernel': np.asarray(kernel).tolist(),
-                  'backbone': np.asarray(backbone).tolist()}))
-"""
-
-
-def test_task_axis_sharded_over_two_devices_equals_single_device(run_with_devices):
+def test_task_axis_sharded_over_two_devices_equals_single_device(sharded_matches_single):
   """Mode 'shared': adapters split over devices, the backbone's mean gradient all-reduced."""
-  one, two = run_with_devices(SHARD_SCRIPT, 1), run_with_devices(SHARD_SCRIPT, 2)
-  assert (one['devices'], two['devices'], two['shards']) == (1, 2, 2)
-  np.testing.assert_allclose(two['curves'], one['curves'], rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(two['kernel'], one['kernel'], rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(two['backbone'], one['backbone'], rtol=1e-4, atol=1e-5)
+  sharded_matches_single('test_ppo')
