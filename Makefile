@@ -35,6 +35,7 @@ lint: $(RUFF)
 # Our SAC vs brax.training SAC at equal settings, and task scaling (K = 1, 8, 64).
 bench: install
 	$(PY) experiments/bench_learners.py --out=runs/bench/results.json
+	$(PY) experiments/bench_ppo.py --out=runs/bench/ppo.json
 
 # Per family: compile time of reset+step and vmapped env steps/s at K=1,16,128.
 bench-envs: install

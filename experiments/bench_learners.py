@@ -210,19 +210,9 @@ def run_brax(family, task, total, n_evals, seed):
 
 def main(argv):
   del argv
-  import jax
-
-  from apb_jax import tasks as tasks_lib
-  family = tasks_lib.make(FLAGS.family)
-  one_task = family.sample(jax.random.PRNGKey(100), 1, 'train')
-  results = {
-      'device': str(jax.devices()[0]), 'platform': jax.default_backend(),
-      'device_count': jax.device_count(), 'jax': jax.__version__, 'cpu_count': os.cpu_count(),
-      'settings': {k: FLAGS[k].value for k in (
-          'family', 'num_envs', 'batch_size', 'updates', 'widths', 'steps', 'num_evals',
-          'eval_envs', 'ks', 'scaling_chunk', 'scaling_repeats', 'repeats', 'seed')},
-      'task': {k: v.tolist() for k, v in one_task.items()},
-  }
+  family, one_task, results = setup(
+      ('family', 'num_envs', 'batch_size', 'updates', 'widths', 'steps', 'num_evals',
+       'eval_envs', 'ks', 'scaling_chunk', 'scaling_repeats', 'repeats', 'seed'))
   results['sim_limit_sps'] = {'batch': FLAGS.num_envs,
                               'sps': sim_limit(family, FLAGS.num_envs)}
   logging.info('sim limit: %.0f env steps/s', results['sim_limit_sps']['sps'])
@@ -253,20 +243,44 @@ def main(argv):
     entry['brax_error'] = brax_error
   results['sac_vs_brax'] = entry
 
+  results['task_scaling'] = task_scaling(family, scaling_run)
+  write(results, _table(results))
+
+
+def setup(setting_names):
+  """(family, one fixed task [1, ...], results header: device, versions, settings, task)."""
+  import jax
+
+  from apb_jax import tasks as tasks_lib
+  family = tasks_lib.make(FLAGS.family)
+  one_task = family.sample(jax.random.PRNGKey(100), 1, 'train')
+  return family, one_task, {
+      'device': str(jax.devices()[0]), 'platform': jax.default_backend(),
+      'device_count': jax.device_count(), 'jax': jax.__version__, 'cpu_count': os.cpu_count(),
+      'settings': {k: FLAGS[k].value for k in setting_names},
+      'task': {k: v.tolist() for k, v in one_task.items()},
+  }
+
+
+def task_scaling(family, scaling_run, sim_steps=200):
+  """{K: scaling_run(family, K) + sim_limit_sps at K * num_envs + speedup_vs_first} for --ks."""
   scaling = {}
   for k in (int(x) for x in FLAGS.ks):
     scaling[str(k)] = dict(scaling_run(family, k),
-                           sim_limit_sps=sim_limit(family, k * FLAGS.num_envs))
+                           sim_limit_sps=sim_limit(family, k * FLAGS.num_envs, sim_steps))
     logging.info('K=%d: %.0f aggregate env steps/s', k, scaling[str(k)]['sps'])
   base = scaling[str(int(FLAGS.ks[0]))]['sps']
   for v in scaling.values():
     v['speedup_vs_first'] = v['sps'] / base
-  results['task_scaling'] = scaling
+  return scaling
 
+
+def write(results: dict, table: str) -> None:
+  """Writes `results` to --out (JSON) and prints `table`."""
   os.makedirs(os.path.dirname(FLAGS.out) or '.', exist_ok=True)
   with open(FLAGS.out, 'w') as f:
     json.dump(results, f, indent=2)
-  print(_table(results))
+  print(table)
   print(f'wrote {FLAGS.out}')
 
 
