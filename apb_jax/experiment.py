@@ -104,16 +104,18 @@ def validate(config, check_task: bool = True) -> None:
                                                              'backbone')):
     raise ValueError(f'--config.backbone_from={config.backbone_from!r} holds no '
                      'checkpoints/backbone/; give the run directory of a finished meta_train.')
-  # Building every learner config checks budgets (multiples of num_envs, ...) up front.
-  for mode, steps, every in _learner_budgets(config):
-    learner_config(config, mode, steps, every)
+  # Building every stage's learner config checks budgets (multiples of num_envs, ...) and
+  # settings (e.g. PPO refuses param noise) up front.
+  for mode, steps, every, exploration in _learner_stages(config):
+    learner_config(config, mode, steps, every, exploration)
 
 
-def _learner_budgets(config):
+def _learner_stages(config):
+  """(mode, total_steps, eval_every, exploration) of every kind of learner stage."""
   a, m = config.adapt, config.meta
-  yield 'shared' if m.method == 'rl' else 'all', m.total_steps, m.eval_every
-  yield 'adapters', a.total_steps, a.eval_every
-  yield 'all', a.total_steps * config.oracle_factor, a.eval_every
+  yield 'shared' if m.method == 'rl' else 'all', m.total_steps, m.eval_every, 'action'
+  yield 'adapters', a.total_steps, a.eval_every, config.exploration
+  yield 'all', a.total_steps * config.oracle_factor, a.eval_every, config.exploration
 
 
 def versions() -> dict:
