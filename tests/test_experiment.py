@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import chex
@@ -245,11 +246,27 @@ def test_metrics_log_writes_jsonl_and_tensorboard_and_reader_keeps_the_last(tmp_
 SMOKE = ['--config=experiments/configs/cheetah_vel.py:smoke', '--progress=false']
 
 
+class _Launched(subprocess.Popen):
+  """A launcher process whose output goes to temporary files, not pipes: a pipe nobody reads
+  until the end fills (XLA's compilation-cache loader logs kilobytes per executable) and then
+  blocks the child for good. `communicate` waits and returns (stdout, stderr)."""
+
+  def __init__(self, args, **kwargs):
+    self._files = (tempfile.TemporaryFile('w+'), tempfile.TemporaryFile('w+'))
+    super().__init__(args, stdout=self._files[0], stderr=self._files[1], text=True, **kwargs)
+
+  def communicate(self, input=None, timeout=None):  # noqa: A002  (Popen's signature)
+    del input
+    self.wait(timeout)
+    for f in self._files:
+      f.seek(0)
+    return tuple(f.read() for f in self._files)
+
+
 def _launch(workdir, *extra):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
-  return subprocess.Popen([sys.executable, '-m', 'experiments.run', *SMOKE,
-                           f'--workdir={workdir}', *extra], cwd=ROOT, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return _Launched([sys.executable, '-m', 'experiments.run', *SMOKE, f'--workdir={workdir}',
+                    *extra], cwd=ROOT, env=env)
 
 
 @pytest.mark.parametrize('args,message', [
