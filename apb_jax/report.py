@@ -13,6 +13,7 @@ Statistics per (method, split), every interval a 95% percentile bootstrap over r
                               return over training, in return units (a sample-efficiency measure)
     normalized_score  [runs]  (R - R_random) / (R_oracle_task - R_random), only when 'oracle' ran
     curve             [n_evals] mean and CI of the return at each evaluation
+and `claims`: the paper's claims as measured verdicts (claims.py).
 IQM is the interquartile mean (rliable's scipy.stats.trim_mean(x, 0.25)). Everything is
 deterministic: the same input gives the same dict, hence the same report.json.
 """
@@ -25,7 +26,11 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from apb_jax import claims as claims_lib
 from apb_jax.files import atomic_write, write_json
+from apb_jax.stats import auc, curve_summary, summarize
+
+__all__ = ['build_report', 'write_all', 'summarize', 'auc', 'curve_summary']
 
 CANONICAL_METHODS = ('apb', 'apb_randominit', 'scratch', 'finetune', 'oracle')
 METHOD_COLORS = {
@@ -33,64 +38,6 @@ METHOD_COLORS = {
     'finetune': 'tab:green', 'oracle': 'black'}
 _EXTRA_COLORS = ('tab:red', 'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan')
 TIMING_KEYS = {'total_s': float, 'compile_s': float, 'env_steps': int, 'env_steps_per_s': float}
-
-
-def _bootstrap_ci(values: np.ndarray, rng_seed: int, n_boot: int) -> tuple[float, float]:
-  """95% percentile bootstrap interval of the mean of `values` [runs]; one run -> (v, v)."""
-  n = values.shape[0]
-  idx = np.random.default_rng(rng_seed).integers(0, n, size=(n_boot, n))
-  boot_means = values[idx].mean(axis=1)  # [n_boot]
-  low, high = np.percentile(boot_means, [2.5, 97.5])
-  return float(low), float(high)
-
-
-def _iqm(values: np.ndarray) -> float:
-  """Interquartile mean: sort, drop floor(n/4) values from each end, mean the rest."""
-  cut = int(0.25 * values.shape[0])
-  kept = np.sort(values)[cut:values.shape[0] - cut]
-  return float(kept.mean())
-
-
-def summarize(values, *, rng_seed: int = 0, n_boot: int = 2000) -> dict:
-  """values [runs] -> {'mean', 'ci_low', 'ci_high', 'iqm', 'per_run'}, all Python floats."""
-  values = np.asarray(values, dtype=np.float64)
-  if values.ndim != 1 or values.shape[0] == 0:
-    raise ValueError(f'summarize needs a non-empty 1-D array of per-run values, got shape '
-                     f'{values.shape}')
-  low, high = _bootstrap_ci(values, rng_seed, n_boot)
-  return {'mean': float(values.mean()), 'ci_low': low, 'ci_high': high, 'iqm': _iqm(values),
-          'per_run': [float(v) for v in values]}
-
-
-def auc(steps, returns) -> np.ndarray:
-  """[runs] area under each curve (trapezoid rule) / (steps[-1] - steps[0]).
-
-  This is the mean eval return over training, in return units, so it can be read beside
-  the final return: a method that learns sooner has a larger AUC at equal final return.
-  """
-  steps = np.asarray(steps, dtype=np.float64)
-  returns = np.asarray(returns, dtype=np.float64)
-  if steps.ndim != 1 or steps.shape[0] < 2:
-    raise ValueError(f'auc needs at least 2 evaluation points, got steps of shape {steps.shape}; '
-                     'evaluate at least before and after training (set more eval points)')
-  if returns.ndim != 2 or returns.shape[1] != steps.shape[0]:
-    raise ValueError(f'returns must be [runs, {steps.shape[0]}], got {returns.shape}')
-  if np.any(np.diff(steps) <= 0):
-    raise ValueError(f'steps must be strictly increasing, got {steps.tolist()}')
-  widths = np.diff(steps)  # [n_evals - 1]
-  area = ((returns[:, 1:] + returns[:, :-1]) / 2.0 * widths).sum(axis=1)  # [runs]
-  return area / (steps[-1] - steps[0])
-
-
-def curve_summary(steps, returns, *, rng_seed: int = 0) -> dict:
-  """steps [n_evals], returns [runs, n_evals] -> per-point mean and 95% bootstrap CI lists."""
-  returns = np.asarray(returns, dtype=np.float64)
-  out = {'steps': [int(s) for s in steps], 'mean': [], 'ci_low': [], 'ci_high': []}
-  for column in returns.T:
-    point = summarize(column, rng_seed=rng_seed)
-    for key in ('mean', 'ci_low', 'ci_high'):
-      out[key].append(point[key])
-  return out
 
 
 def _ordered_methods(methods: Sequence[str]) -> list[str]:
@@ -115,8 +62,12 @@ def _checked_curve(results: Mapping, method: str, split: str) -> tuple[np.ndarra
 
 
 def build_report(results: Mapping, *, task: str, profile: str, learner: str, exploration: str,
-                 seeds: int, random_return: Mapping, timing: Mapping) -> dict:
-  """Summary dict of an experiment (schema in the module docstring and report.json)."""
+                 seeds: int, random_return: Mapping, timing: Mapping,
+                 budgets: Mapping | None = None) -> dict:
+  """Summary dict of an experiment (schema in the module docstring and report.json).
+
+  `budgets` (env steps per task of each phase) is stated with the claims (claims.py).
+  """
   seeds = int(seeds)
   if not results:
     raise ValueError('results is empty: no method produced learning curves')
@@ -144,6 +95,8 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
   return {'task': str(task), 'profile': str(profile), 'learner': str(learner),
           'exploration': str(exploration), 'seeds': seeds, 'methods': methods_out,
           'random_return': {str(s): float(r) for s, r in random_return.items()},
+          'claims': claims_lib.compute(curves, seeds=seeds, random_return=random_return,
+                                       budgets=budgets or {}),
           'timing': {k: cast(timing[k]) for k, cast in TIMING_KEYS.items()}}
 
 
@@ -216,6 +169,7 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
     if split in report['random_return']:
       lines += ['', f"Random policy return: {report['random_return'][split]:.2f}"]
     lines.append('')
+  lines += claims_lib.markdown(report.get('claims', []))
   lines += ['## How to read this', '',
             'Final return is the deterministic evaluation return at the end of the training '
             'budget; compare it with the return before training (the initial policy, whose '

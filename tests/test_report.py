@@ -105,7 +105,10 @@ def test_build_report_schema_and_values():
   results = _results()
   r = _build(results)
   assert set(r) == {'task', 'profile', 'learner', 'exploration', 'seeds', 'methods',
-                    'random_return', 'timing'}
+                    'random_return', 'timing', 'claims'}
+  # apb and scratch ran: claim 1 measured; claim 2 needs apb_randominit; no baseline ran.
+  assert [(c['claim'], c['verdict'] == 'not measured') for c in r['claims']] == [
+      (1, False), (2, True)]
   assert (r['task'], r['profile'], r['learner'], r['exploration']) == (
       'ant_legs', 'quick', 'ppo', 'gaussian')
   assert type(r['seeds']) is int and r['seeds'] == SEEDS
