@@ -21,7 +21,7 @@ from apb_jax.policy import PolicyConfig
 
 ALGOS = ('sac', 'td3', 'ppo')
 OFF_POLICY = ('sac', 'td3')
-MODES = ('adapters', 'all', 'shared')
+MODES = ('adapters', 'all', 'shared', 'tied')   # see learners/shared.py
 EXPLORATIONS = ('action', 'param')
 
 
@@ -83,6 +83,9 @@ class LearnerConfig(_Schedule):
   def __post_init__(self):
     object.__setattr__(self, 'critic_widths', tuple(self.critic_widths))
     _check_common(self, OFF_POLICY, self.num_envs, 'num_envs')
+    if self.mode == 'tied':
+      raise ValueError("mode 'tied' (one policy for all tasks) is PPO's; SAC/TD3 keep per-task "
+                       "critics and noise. Use algo='ppo' or another mode.")
     if self.policy.core_size:
       raise ValueError(f'policy.core_size={self.policy.core_size}: the recurrent core needs '
                        "the on-policy learner; use algo='ppo' (--config.learner=ppo).")
@@ -131,7 +134,7 @@ class PPOConfig(_Schedule):
   """
 
   algo: str = 'ppo'
-  mode: str = 'adapters'
+  mode: str = 'adapters'            # as LearnerConfig's, or 'tied': one policy for all tasks
   exploration: str = 'action'       # Gaussian sampling; 'param' is refused (see __post_init__)
   policy: PolicyConfig = PolicyConfig()
   value_widths: tuple = (256, 256)  # the value MLP (input: obs, and the core's carry if any)

@@ -4,7 +4,7 @@ Actor. The per-task trainable actor tree is `{'adapters': ...}` in modes
 'adapters' and 'shared' (the backbone is passed separately: frozen and never
 seen by a gradient or optimiser in 'adapters', one shared copy trained by the
 task-mean gradient in 'shared', see agents.py) and `{'backbone': ...,
-'adapters': ...}` in mode 'all'. `actor_apply(actor, obs)` hides the
+'adapters': ...}` in modes 'all' and 'tied'. `actor_apply(actor, obs)` hides the
 difference.
 
 Critic. Twin Q networks, `Q_j(s, a) = MLP_j([s, a])`, j = 1, 2, whose params
@@ -23,7 +23,7 @@ from apb_jax.learners.config import LearnerConfig
 
 def trainable_actor(params, config: LearnerConfig):
   """The leaves that train in `config.mode`, from full `{'backbone', 'adapters'}`."""
-  if config.mode != 'all':
+  if config.mode not in shared.WHOLE_ACTOR_MODES:
     return {'adapters': params['adapters']}
   return {'backbone': params['backbone'], 'adapters': params['adapters']}
 

@@ -16,12 +16,14 @@ One iteration, for one task (`jit(vmap(...))` over the named task axis, a
      with their whole unroll, so a recurrent policy is re-run over its sequence
      from the carry it started with. Actor: clipped surrogate minus
      `entropy_coef` x entropy, stepped by `shared.actor_update` (adapters only,
-     everything, or adapters + the task-mean backbone gradient, per `mode`);
+     everything, adapters + the task-mean backbone gradient, or (mode 'tied',
+     one policy for all tasks) everything by the task-mean gradient);
      value: `value_coef` x 0.5 x squared error, its own optimiser. Both clip
      their gradient's global norm to `max_grad_norm`.
 
 State leaves carry the leading `[K]` axis except `state.shared` (the backbone),
-as in train.py. The value network is fresh and per task in every mode.
+as in train.py. The value network is fresh and per task in every mode (in
+mode 'tied' too: it only serves the advantages of its own task's rollouts).
 """
 
 from __future__ import annotations
@@ -180,8 +182,10 @@ class PPOTrainer(loop.HostLoop):
     ls, data = self._rollout(ls, k_rollout)
     agent = ls.agent
     if c.normalize_obs:
-      agent = agent.replace(obs_stats=normalizer.update(
-          agent.obs_stats, data.obs.reshape(-1, self.obs_size)))
+      batch = data.obs.reshape(-1, self.obs_size)
+      if c.mode == 'tied':   # one policy, so one normaliser: every task's copy sees all obs
+        batch = jax.lax.all_gather(batch, TASK_AXIS).reshape(-1, self.obs_size)
+      agent = agent.replace(obs_stats=normalizer.update(agent.obs_stats, batch))
     value = self._value(agent.value, self._normalize(agent, data.obs), data.carry_in)
     value_next = self._value(agent.value, self._normalize(agent, data.next_obs), data.carry_out)
     adv = ppo_losses.gae(c.reward_scale * data.reward, value, value_next, data.terminal,

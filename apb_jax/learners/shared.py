@@ -9,7 +9,12 @@ code (every learner: SAC, TD3, PPO):
     actor loss is differentiated with respect to its adapters and the shared
     backbone; the backbone gradient is `pmean`ed over the named task axis
     (`TASK_AXIS`, which the caller's vmap must name), so the one shared copy
-    moves by the mean of the per-task gradients.
+    moves by the mean of the per-task gradients;
+  * mode 'tied' (PPO only; RL^2's meta-training): ONE policy for all tasks.
+    Every task holds a copy of the whole actor, the copies start equal and
+    their gradient is `pmean`ed over the task axis before the (identical)
+    optimiser steps, so they stay equal: the update of a single policy
+    trained on the mean loss over tasks. `shared` is unused.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from flax import struct
 
 from apb_jax import optim
 
-TASK_AXIS = 'task'   # the named vmap axis over tasks (mode 'shared' reduces over it)
+TASK_AXIS = 'task'   # the named vmap axis over tasks (modes 'shared', 'tied' reduce over it)
+WHOLE_ACTOR_MODES = ('all', 'tied')   # the per-task actor holds the backbone too
 
 
 @struct.dataclass
@@ -38,15 +44,17 @@ def init(backbone, tx: optax.GradientTransformation, mode: str) -> Shared:
 
 
 def actor_tx(tx: optax.GradientTransformation, mode: str) -> optax.GradientTransformation:
-  """The per-task actor optimiser: `tx` on every leaf in mode 'all', else on the adapters only."""
-  return optim.all_params(tx) if mode == 'all' else optim.adapters_only(tx)
+  """The per-task actor optimiser: `tx` on every leaf in modes 'all' and 'tied', else on the
+  adapters only."""
+  return optim.all_params(tx) if mode in WHOLE_ACTOR_MODES else optim.adapters_only(tx)
 
 
 def actor_update(actor, actor_opt, shared: Shared, loss_fn: Callable, tx, mode: str):
   """One step of `tx` on `loss_fn(actor, backbone) -> (loss, aux)`, for one task.
 
   Returns `(actor, actor_opt, shared, loss, aux)`. In mode 'shared' the
-  backbone also steps, by the task-mean of its gradient.
+  backbone also steps, by the task-mean of its gradient; in mode 'tied' the
+  whole actor steps by the task-mean gradient.
   """
   if mode == 'shared':
     (loss, aux), (grads, g_backbone) = jax.value_and_grad(
@@ -58,5 +66,7 @@ def actor_update(actor, actor_opt, shared: Shared, loss_fn: Callable, tx, mode: 
   else:
     (loss, aux), grads = jax.value_and_grad(
         lambda actor: loss_fn(actor, shared.backbone), has_aux=True)(actor)
+    if mode == 'tied':
+      grads = jax.lax.pmean(grads, TASK_AXIS)
   updates, actor_opt = actor_tx(tx, mode).update(grads, actor_opt, actor)
   return optax.apply_updates(actor, updates), actor_opt, shared, loss, aux

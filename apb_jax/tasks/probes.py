@@ -14,6 +14,11 @@ and rejax, adapted to continuous actions in [-1, 1]:
   memory      two steps: obs is a cue c = +-1 at step 1 and 0 at step 2;
               reward 0, then -(a - c/2)^2. Only a policy that remembers the
               cue scores 0; a memoryless one at best -1/4 (a = 0)
+  bandit      one step, obs 0, reward = target * a: the task shows only in
+              the reward, and any a != 0 reveals its sign, at no cost (every
+              action earns 0 in expectation over tasks). A policy that cannot
+              learn within a task earns at best 0; one that remembers episode 1
+              earns |target| (a = sign(target)) in episode 2 (the meta-RL probe)
 
 Episodes end by termination (no truncation), so values do not bootstrap past
 the end.
@@ -27,7 +32,7 @@ from brax.envs.base import State
 
 from apb_jax.tasks.base import TaskFamily
 
-PROBES = ('constant', 'observation', 'action', 'discount', 'memory')
+PROBES = ('constant', 'observation', 'action', 'discount', 'memory', 'bandit')
 
 
 class ProbeEnv:
@@ -76,6 +81,8 @@ class ProbeEnv:
       reward = state.obs[0]
     elif self.kind == 'action':
       reward = -jnp.square(action[0] - state.info['task']['target'])
+    elif self.kind == 'bandit':
+      reward = state.info['task']['target'] * action[0]
     elif self.kind == 'memory':
       reward = done * -jnp.square(action[0] - 0.5 * state.info['cue'])
     else:

@@ -63,6 +63,12 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
                   'behaviour_noise': 0.2}})
   c.adapt = ml_collections.ConfigDict({
       'num_tasks': 4, 'seeds': 2, 'total_steps': 30_720, 'eval_every': 3_072})
+  # Meta-RL baselines (apb_jax/baselines), run when named in c.methods. They meta-train on
+  # the same train tasks with meta.total_steps * meta_factor env steps per task.
+  # rl2: PPO (c.ppo's settings) with a GRU of core_size on trials of trial_episodes episodes.
+  c.baselines = ml_collections.ConfigDict({
+      'meta_factor': 1,
+      'rl2': {'trial_episodes': 2, 'core_size': 128}})
 
   if profile == 'smoke':
     c.policy.widths = (32, 32)
@@ -72,6 +78,7 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
     c.meta.update(num_tasks=2, total_steps=1_024, eval_every=512)
     c.meta.distill.update(steps=50, batch_size=64, demo_steps=256)
     c.adapt.update(num_tasks=2, seeds=1, total_steps=512, eval_every=256)
+    c.baselines.rl2.core_size = 16
   elif profile == 'paper':
     c.methods += ',oracle'
     c.meta.update(num_tasks=16, total_steps=1_024_000, eval_every=51_200)

@@ -1,0 +1,155 @@
+"""RL^2: the trial env by hand, one tied policy for all tasks, the hidden task identified
+within a trial on tasks it was not trained on, and the pipeline stage (report, resume)."""
+
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from apb_jax import checkpoint, experiment, files, policy
+from apb_jax.baselines import rl2
+from apb_jax.baselines.trial_env import TrialEnv, trial_returns
+from apb_jax.learners import PPOConfig, ppo
+from apb_jax.tasks.probes import make_probe
+from tests.test_experiment import probe_config
+
+BANDIT = make_probe('bandit')          # reward = target * a, one step: the task is in the reward
+TRIALS = rl2.trial_family(BANDIT, 2)
+META = PPOConfig(mode='tied', policy=policy.PolicyConfig(widths=(32, 32), core_size=16),
+                 value_widths=(32, 32), total_steps=32768, num_envs=16, unroll_length=16,
+                 eval_every=8192, epochs=4, num_minibatches=2, lr=3e-3, gamma=0.9,
+                 entropy_coef=0.0, normalize_obs=False)
+
+
+def _key(i):
+  return jax.random.PRNGKey(i)
+
+
+# -- the trial env and its returns, by hand -------------------------------------------------
+def test_trial_env_feeds_back_action_reward_and_end_and_restarts_inside_a_trial():
+  env = TrialEnv(make_probe('memory').env, episodes=2)      # 2-step episodes: a trial is 4
+  assert env.episode_length == 4 and env.observation_shape(None) == (1 + 1 + 2,)
+  state = env.reset(_key(0), {'target': jnp.float32(0.3)})
+  cue = state.pipeline_state.info['cue']
+  chex.assert_trees_all_close(state.obs, jnp.array([cue, 0.0, 0.0, 0.0]))
+  state = env.step(state, jnp.array([0.2]))                 # step 1 of episode 1: reward 0
+  chex.assert_trees_all_close(state.obs, jnp.array([0.0, 0.2, 0.0, 0.0]))
+  state = env.step(state, jnp.array([0.5 * cue]))           # episode 1 ends, reward 0 (exact)
+  new_cue = state.pipeline_state.info['cue']
+  chex.assert_trees_all_close(state.obs, jnp.array([new_cue, 0.5 * cue, 0.0, 1.0]))
+  assert float(state.done) == 0 and int(state.info['episode']) == 1   # the trial goes on
+  assert int(state.pipeline_state.info['steps']) == 0                 # restarted inside
+  state = env.step(state, jnp.array([0.0]))
+  state = env.step(state, jnp.array([1.0]))                 # episode 2 ends: the trial ends
+  np.testing.assert_allclose(state.reward, -(1.0 - 0.5 * new_cue) ** 2, rtol=1e-6)
+  assert float(state.done) == 1 and float(state.info['truncation']) == 0   # a true end
+  assert state.obs[-1] == 1.0
+
+
+def test_trial_returns_split_a_trial_by_episode():
+  env = TrialEnv(BANDIT.env, episodes=3)
+  target = jnp.float32(0.4)
+
+  def act(obs, key, carry):             # plays -1, then the sign the reward showed, then 0.5
+    del key
+    action = jnp.where(carry == 0, -1.0, jnp.where(carry == 1, -jnp.sign(obs[:, 2]), 0.5))
+    return action[:, None], carry + 1
+
+  returns = trial_returns(env, act, _key(1), {'target': target}, 5, jnp.zeros(5))
+  np.testing.assert_allclose(returns, [-0.4, 0.4, 0.2], rtol=1e-6)
+
+
+def test_curve_value_is_the_episode_the_budget_allows():
+  per_episode = np.array([[1.0, 2.0, 3.0]])
+  curves = rl2.curves_from_episodes(per_episode, np.array([0, 100, 199, 200, 450, 10_000]), 200)
+  np.testing.assert_array_equal(curves, [[1.0, 1.0, 1.0, 2.0, 3.0, 3.0]])
+
+
+# -- one tied policy; RL^2 learns to identify the task -----------------------------------------
+@pytest.fixture(scope='module')
+def meta_trained():
+  k = 32
+  tasks = TRIALS.sample(_key(0), k, 'train')
+  params = rl2.init_params(_key(1), TRIALS, META, k)
+  result = ppo.make_train(META, TRIALS).train(_key(2), tasks, params, show_progress=False)
+  return params, result
+
+
+def test_tied_mode_moves_one_policy_for_all_tasks(meta_trained):
+  params, result = meta_trained
+  actor = result.state.agent.actor
+  for leaf in jax.tree.leaves(actor):       # 32 tasks, 32 copies: all equal, bit for bit
+    np.testing.assert_array_equal(leaf, np.broadcast_to(leaf[:1], leaf.shape))
+  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a[0] - b[0]))),
+                       actor['adapters'], params['adapters'])
+  assert min(jax.tree.leaves(moved)) > 0, moved
+
+
+def test_rl2_identifies_a_new_task_from_the_first_episodes_reward(meta_trained):
+  """test_id tasks were not trained on. Episode 1 cannot know the sign of the target (its
+  expected return over tasks is 0 for any action); episode 2 must earn |target|."""
+  _, result = meta_trained
+  first = lambda tree: jax.tree.map(lambda x: x[0], tree)   # noqa: E731
+  trained = {'actor': first(result.state.agent.actor),
+             'obs_stats': first(result.state.agent.obs_stats)}
+  tasks = TRIALS.sample(_key(5), 16, 'test_id')
+  per_episode = np.asarray(rl2.episode_returns(trained, TRIALS, META, _key(6), tasks, 4))
+  optimal = float(np.mean(np.abs(tasks['target'])))
+  ep1, ep2 = per_episode.mean(axis=0)
+  assert ep2 >= 0.9 * optimal, (ep1, ep2, optimal)           # within 10% of optimal
+  assert ep2 - ep1 > 0.5 * optimal, (ep1, ep2, optimal)      # learned within the trial
+
+
+# -- the pipeline stage --------------------------------------------------------------------------
+def _config(**changes):
+  settings = {'methods': 'apb_randominit,rl2', 'learner': 'ppo', 'ppo.num_envs': 16,
+              'ppo.unroll_length': 8, 'ppo.epochs': 2, 'ppo.num_minibatches': 2, 'ppo.lr': 3e-3,
+              'ppo.gamma': 0.9, 'ppo.normalize_obs': False, 'ppo.value_widths': (16, 16),
+              'baselines.rl2.core_size': 8, 'meta.total_steps': 2048, 'meta.eval_every': 1024,
+              'adapt.total_steps': 1024, 'adapt.eval_every': 512}
+  return probe_config(**{**settings, **changes})
+
+
+class _Stop(Exception):
+  pass
+
+
+def test_rl2_stage_reports_and_resumes_after_a_stop(tmp_path, monkeypatch):
+  config = _config()
+  full = experiment.run(config, str(tmp_path / 'full'), show_progress=False, family=BANDIT)
+  assert set(full['methods']) == {'apb_randominit', 'rl2'}
+  rl2_result = files.read_json(str(tmp_path / 'full' / 'results' / 'adapt_rl2_test_id.json'))
+  chex.assert_shape(np.asarray(rl2_result['curves']), (4, 3))       # 2 tasks x 2 seeds
+  chex.assert_shape(np.asarray(rl2_result['episode_returns']), (4, 2))
+  meta = files.read_json(str(tmp_path / 'full' / 'results' / 'meta_rl2.json'))
+  assert meta['env_steps'] == 3 * 2048                               # every train task's steps
+
+  save = checkpoint.StageCheckpoints.save
+
+  def save_then_stop(self, chunks_done, *args, **kwargs):
+    save(self, chunks_done, *args, **kwargs)
+    if self.directory.endswith('meta_rl2'):
+      raise _Stop
+
+  monkeypatch.setattr(checkpoint.StageCheckpoints, 'save', save_then_stop)
+  with pytest.raises(_Stop):
+    experiment.run(config, str(tmp_path / 'stopped'), show_progress=False, family=BANDIT)
+  monkeypatch.undo()
+  assert os.path.isdir(tmp_path / 'stopped' / 'checkpoints' / 'meta_rl2')
+  resumed = experiment.run(config, str(tmp_path / 'stopped'), show_progress=False, family=BANDIT)
+  for split in ('test_id', 'test_ood'):
+    np.testing.assert_array_equal(resumed['methods']['rl2'][split]['curve']['mean'],
+                                  full['methods']['rl2'][split]['curve']['mean'])
+
+
+def test_bad_rl2_settings_stop_at_once_with_the_fix(tmp_path):
+  for bad, message in (({'baselines.rl2.core_size': 0}, 'core_size=0 must be >= 1'),
+                       ({'baselines.rl2.trial_episodes': 0}, 'trial_episodes=0 must be >= 1'),
+                       ({'baselines.meta_factor': 0}, 'meta_factor=0 must be >= 1'),
+                       ({'methods': 'apb,rl3'}, "unknown method 'rl3'")):
+    with pytest.raises(ValueError, match=message) as info:
+      experiment.Experiment(_config(**bad), str(tmp_path / 'bad'), family=BANDIT)
+    assert '\n' not in str(info.value) and not os.path.exists(tmp_path / 'bad')
