@@ -64,7 +64,8 @@ class Experiment:
 
   def __init__(self, config, workdir: str, show_progress: bool = True, family=None):
     """`family`: a TaskFamily to use instead of `tasks.make(config.task)` (tests, new families)."""
-    validate(config, check_task=family is None)
+    validate(config, check_task=family is None,
+             episode_length=family.episode_length if family else tasks.EPISODE_LENGTH)
     self.config, self.dir, self.show_progress = config, os.path.abspath(workdir), show_progress
     self.family = family or tasks.make(config.task)
     self.methods = csv(config.methods)
@@ -103,18 +104,19 @@ class Experiment:
     saved = files.read_json(self.path('tasks.json'))
     self.tasks = {split: self.family.tasks_from_json(json.dumps(v)) for split, v in saved.items()}
 
-  def _trainer(self, learner, family=None):
+  def _trainer(self, learner, family=None, make=None):
     family = family or self.family
     if (learner, family.name) not in self._trainers:   # one compiled trainer per config
-      self._trainers[learner, family.name] = make_train(learner, family)
+      self._trainers[learner, family.name] = (make or make_train)(learner, family)
     return self._trainers[learner, family.name]
 
   # -- one learner stage, resumable -------------------------------------------------------
   def learner_stage(self, name, learner, rng, task_set, init_params, keep_checkpoint=False,
-                    family=None, **tags):
+                    family=None, make=None, **tags):
     """Trains (or resumes) stage `name`; returns (result dict, final state, StageCheckpoints).
 
-    `family`: the TaskFamily to train on (default the run's; e.g. RL^2's trial view of it).
+    `family`: the TaskFamily to train on (default the run's; e.g. RL^2's trial view of it);
+    `make(learner, family)`: the trainer (default `learners.make_train`; e.g. MAML's).
 
     A stage already done returns its result read back: with its final state when
     `keep_checkpoint` (the BC experts, kept until distilled), else with no state
@@ -126,7 +128,7 @@ class Experiment:
     if done and not keep_checkpoint:
       shutil.rmtree(self.path('checkpoints', name), ignore_errors=True)
       return files.read_json(result_path), None, None
-    trainer = self._trainer(learner, family)
+    trainer = self._trainer(learner, family, make)
     ckpt = checkpoint.StageCheckpoints(self.path('checkpoints', name))
     resume, spent = ckpt.restore(jax.eval_shape(trainer.init, rng, task_set, init_params))
     if done:

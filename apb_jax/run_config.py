@@ -61,8 +61,9 @@ def check_method(name: str) -> None:
                        f'{[*adapt.METHODS, *baselines.NAMES]} (e.g. --config.methods=apb,rl2).')
 
 
-def validate(config, check_task: bool = True) -> None:
-  """Raises a one-line ValueError naming the fix for any bad field."""
+def validate(config, check_task: bool = True, episode_length: int = tasks.EPISODE_LENGTH) -> None:
+  """Raises a one-line ValueError naming the fix for any bad field (`episode_length`: the
+  family's, which sets the baselines' iteration sizes)."""
   if check_task and config.task not in tasks.names():
     raise ValueError(f'unknown task family {config.task!r}; choose one of {tasks.names()}.')
   methods = csv(config.methods)
@@ -100,7 +101,7 @@ def validate(config, check_task: bool = True) -> None:
     learner_config(config, mode, steps, every, exploration)
   for name in methods:
     if name in baselines.NAMES:
-      baselines.get(name).stage_config(config)
+      baselines.get(name).stage_config(config, episode_length)
 
 
 def needs_meta_backbone(methods) -> bool:

@@ -1,7 +1,5 @@
 """RL^2: the trial env by hand, one tied policy for all tasks, the hidden task identified
-within a trial on tasks it was not trained on, and the pipeline stage (report, resume)."""
-
-import os
+within a trial on tasks it was not trained on, adaptation over K tasks equal to one by one."""
 
 import chex
 import jax
@@ -9,12 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from apb_jax import checkpoint, experiment, files, policy
-from apb_jax.baselines import rl2
+from apb_jax import policy
+from apb_jax.baselines import rl2, stage
 from apb_jax.baselines.trial_env import TrialEnv, trial_returns
 from apb_jax.learners import PPOConfig, ppo
 from apb_jax.tasks.probes import make_probe
-from tests.test_experiment import probe_config
 
 BANDIT = make_probe('bandit')          # reward = target * a, one step: the task is in the reward
 TRIALS = rl2.trial_family(BANDIT, 2)
@@ -64,7 +61,7 @@ def test_trial_returns_split_a_trial_by_episode():
 
 def test_curve_value_is_the_episode_the_budget_allows():
   per_episode = np.array([[1.0, 2.0, 3.0]])
-  curves = rl2.curves_from_episodes(per_episode, np.array([0, 100, 199, 200, 450, 10_000]), 200)
+  curves = stage.value_at_budget(per_episode, np.array([0, 100, 199, 200, 450, 10_000]), 200)
   np.testing.assert_array_equal(curves, [[1.0, 1.0, 1.0, 2.0, 3.0, 3.0]])
 
 
@@ -73,7 +70,7 @@ def test_curve_value_is_the_episode_the_budget_allows():
 def meta_trained():
   k = 32
   tasks = TRIALS.sample(_key(0), k, 'train')
-  params = rl2.init_params(_key(1), TRIALS, META, k)
+  params = stage.tied_params(_key(1), TRIALS, META.policy, k)
   result = ppo.make_train(META, TRIALS).train(_key(2), tasks, params, show_progress=False)
   return params, result
 
@@ -103,53 +100,12 @@ def test_rl2_identifies_a_new_task_from_the_first_episodes_reward(meta_trained):
   assert ep2 - ep1 > 0.5 * optimal, (ep1, ep2, optimal)      # learned within the trial
 
 
-# -- the pipeline stage --------------------------------------------------------------------------
-def _config(**changes):
-  settings = {'methods': 'apb_randominit,rl2', 'learner': 'ppo', 'ppo.num_envs': 16,
-              'ppo.unroll_length': 8, 'ppo.epochs': 2, 'ppo.num_minibatches': 2, 'ppo.lr': 3e-3,
-              'ppo.gamma': 0.9, 'ppo.normalize_obs': False, 'ppo.value_widths': (16, 16),
-              'baselines.rl2.core_size': 8, 'meta.total_steps': 2048, 'meta.eval_every': 1024,
-              'adapt.total_steps': 1024, 'adapt.eval_every': 512}
-  return probe_config(**{**settings, **changes})
-
-
-class _Stop(Exception):
-  pass
-
-
-def test_rl2_stage_reports_and_resumes_after_a_stop(tmp_path, monkeypatch):
-  config = _config()
-  full = experiment.run(config, str(tmp_path / 'full'), show_progress=False, family=BANDIT)
-  assert set(full['methods']) == {'apb_randominit', 'rl2'}
-  rl2_result = files.read_json(str(tmp_path / 'full' / 'results' / 'adapt_rl2_test_id.json'))
-  chex.assert_shape(np.asarray(rl2_result['curves']), (4, 3))       # 2 tasks x 2 seeds
-  chex.assert_shape(np.asarray(rl2_result['episode_returns']), (4, 2))
-  meta = files.read_json(str(tmp_path / 'full' / 'results' / 'meta_rl2.json'))
-  assert meta['env_steps'] == 3 * 2048                               # every train task's steps
-
-  save = checkpoint.StageCheckpoints.save
-
-  def save_then_stop(self, chunks_done, *args, **kwargs):
-    save(self, chunks_done, *args, **kwargs)
-    if self.directory.endswith('meta_rl2'):
-      raise _Stop
-
-  monkeypatch.setattr(checkpoint.StageCheckpoints, 'save', save_then_stop)
-  with pytest.raises(_Stop):
-    experiment.run(config, str(tmp_path / 'stopped'), show_progress=False, family=BANDIT)
-  monkeypatch.undo()
-  assert os.path.isdir(tmp_path / 'stopped' / 'checkpoints' / 'meta_rl2')
-  resumed = experiment.run(config, str(tmp_path / 'stopped'), show_progress=False, family=BANDIT)
-  for split in ('test_id', 'test_ood'):
-    np.testing.assert_array_equal(resumed['methods']['rl2'][split]['curve']['mean'],
-                                  full['methods']['rl2'][split]['curve']['mean'])
-
-
-def test_bad_rl2_settings_stop_at_once_with_the_fix(tmp_path):
-  for bad, message in (({'baselines.rl2.core_size': 0}, 'core_size=0 must be >= 1'),
-                       ({'baselines.rl2.trial_episodes': 0}, 'trial_episodes=0 must be >= 1'),
-                       ({'baselines.meta_factor': 0}, 'meta_factor=0 must be >= 1'),
-                       ({'methods': 'apb,rl3'}, "unknown method 'rl3'")):
-    with pytest.raises(ValueError, match=message) as info:
-      experiment.Experiment(_config(**bad), str(tmp_path / 'bad'), family=BANDIT)
-    assert '\n' not in str(info.value) and not os.path.exists(tmp_path / 'bad')
+def test_adaptation_over_k_tasks_equals_each_task_alone(meta_trained):
+  _, result = meta_trained
+  trained = rl2._first(result.state)
+  tasks = TRIALS.sample(_key(7), 3, 'test_ood')
+  batched = rl2.episode_returns(trained, TRIALS, META, _key(8), tasks, 2)
+  for i, key in enumerate(jax.random.split(_key(8), 3)):   # the per-run keys it derives
+    single = rl2.run_trials(trained, TRIALS, META, key, jax.tree.map(lambda x, i=i: x[i], tasks),
+                            2)
+    chex.assert_trees_all_close(batched[i], single, rtol=1e-5, atol=1e-6)

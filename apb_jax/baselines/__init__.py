@@ -15,7 +15,12 @@ One protocol for every method (DESIGN.md):
             trial_episodes - 1) of fresh trials (0-based), i.e. of the last
             episode the experience allowed so far fits before; the curve is
             flat once a whole trial fits in s.
-Each module exposes `stage_config(config)` (its meta-training learner config,
+      maml  an inner policy-gradient step on fresh episodes every num_envs x
+            episode_length env steps, through the whole budget; the value at s
+            is the deterministic return after s // (num_envs x episode_length)
+            inner steps.
+Both read a per-index table through `stage.value_at_budget`.
+Each module exposes `stage_config(config, episode_length)` (its meta-training config,
 built by `validate` so a bad setting stops before anything runs) and
 `adapt(experiment, split) -> result dict` (the schema of APB's adapt stages:
 steps, curves [runs, n_evals], run_s, compile_s, env_steps), meta-training
@@ -26,7 +31,7 @@ from __future__ import annotations
 
 import importlib
 
-NAMES = ('rl2',)
+NAMES = ('rl2', 'maml')
 
 
 def get(name: str):

@@ -36,3 +36,8 @@ def normalize(stats: Normalizer, obs: jax.Array, clip: float = 10.0) -> jax.Arra
   var = jnp.where(stats.count > 1, stats.m2 / jnp.maximum(stats.count, 1.0), 1.0)
   std = jnp.sqrt(jnp.maximum(var, 1e-6))
   return jnp.clip((obs - stats.mean) / std, -clip, clip)
+
+
+def from_tree(tree) -> Normalizer:
+  """A Normalizer from one restored by orbax as a plain dict (or returned as is)."""
+  return tree if isinstance(tree, Normalizer) else Normalizer(**tree)

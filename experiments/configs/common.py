@@ -66,9 +66,12 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
   # Meta-RL baselines (apb_jax/baselines), run when named in c.methods. They meta-train on
   # the same train tasks with meta.total_steps * meta_factor env steps per task.
   # rl2: PPO (c.ppo's settings) with a GRU of core_size on trials of trial_episodes episodes.
+  # maml: ProMP's settings (run_scripts/pro-mp_run_mujoco.py); num_envs episodes per rollout.
   c.baselines = ml_collections.ConfigDict({
       'meta_factor': 1,
-      'rl2': {'trial_episodes': 2, 'core_size': 128}})
+      'rl2': {'trial_episodes': 2, 'core_size': 128},
+      'maml': {'num_envs': 20, 'inner_lr': 0.1, 'lr': 1e-3, 'outer_steps': 5, 'clip_eps': 0.3,
+               'inner_kl_coef': 5e-4, 'gamma': 0.99, 'normalize_obs': True}})
 
   if profile == 'smoke':
     c.policy.widths = (32, 32)
@@ -79,6 +82,7 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
     c.meta.distill.update(steps=50, batch_size=64, demo_steps=256)
     c.adapt.update(num_tasks=2, seeds=1, total_steps=512, eval_every=256)
     c.baselines.rl2.core_size = 16
+    c.baselines.maml.num_envs = 1        # 2 x 1 x 200 env steps per iteration fit eval_every
   elif profile == 'paper':
     c.methods += ',oracle'
     c.meta.update(num_tasks=16, total_steps=1_024_000, eval_every=51_200)
