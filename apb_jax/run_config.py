@@ -47,11 +47,17 @@ def learner_config(config, mode: str, total_steps: int, eval_every: int,
   TD3) or config.ppo (PPO)."""
   if config.learner == 'ppo':
     return ppo_config(config, mode, total_steps, eval_every, exploration)
-  return LearnerConfig(
-      algo=config.learner, mode=mode, exploration=exploration, policy=policy_config(config),
-      total_steps=total_steps, eval_every=eval_every,
-      buffer_size=min(config.rl.buffer_size, total_steps),
-      **{k: v for k, v in _tuples(config.rl).items() if k != 'buffer_size'})
+  return off_policy_config(config, config.learner, mode, total_steps, eval_every, exploration)
+
+
+def off_policy_config(config, algo: str, mode: str, total_steps: int, eval_every: int,
+                      exploration: str = 'action', **changes) -> LearnerConfig:
+  """SAC or TD3 from config.rl and config.policy; `changes` override."""
+  fields = dict(algo=algo, mode=mode, exploration=exploration, policy=policy_config(config),
+                total_steps=total_steps, eval_every=eval_every,
+                buffer_size=min(config.rl.buffer_size, total_steps),
+                **{k: v for k, v in _tuples(config.rl).items() if k != 'buffer_size'})
+  return LearnerConfig(**dict(fields, **changes))
 
 
 def check_method(name: str) -> None:

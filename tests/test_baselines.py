@@ -12,15 +12,16 @@ from apb_jax.tasks.probes import make_probe
 from tests.test_experiment import probe_config
 
 BANDIT = make_probe('bandit')
-BASELINES = ('rl2', 'maml')
+BASELINES = ('rl2', 'pearl', 'maml')
 
 
 def _config(**changes):
-  settings = {'methods': 'apb_randominit,rl2,maml', 'learner': 'ppo', 'ppo.num_envs': 16,
+  settings = {'methods': 'apb_randominit,rl2,pearl,maml', 'learner': 'ppo', 'ppo.num_envs': 16,
               'ppo.unroll_length': 8, 'ppo.epochs': 2, 'ppo.num_minibatches': 2, 'ppo.lr': 3e-3,
               'ppo.gamma': 0.9, 'ppo.normalize_obs': False, 'ppo.value_widths': (16, 16),
               'baselines.rl2.core_size': 8, 'baselines.maml.num_envs': 16,
-              'baselines.maml.normalize_obs': False, 'meta.total_steps': 2048,
+              'baselines.maml.normalize_obs': False, 'baselines.pearl.context_size': 8,
+              'baselines.pearl.encoder_widths': (16, 16), 'meta.total_steps': 2048,
               'meta.eval_every': 1024,
               'adapt.total_steps': 1024, 'adapt.eval_every': 512}
   return probe_config(**{**settings, **changes})
@@ -61,7 +62,7 @@ def test_baseline_stages_report_and_resume_after_a_stop(tmp_path, monkeypatch):
   for _ in BASELINES:
     with pytest.raises(_Stop):
       experiment.run(config, str(tmp_path / 'stopped'), show_progress=False, family=BANDIT)
-  assert stops == ['meta_rl2', 'meta_maml']
+  assert stops == ['meta_rl2', 'meta_pearl', 'meta_maml']
   resumed = experiment.run(config, str(tmp_path / 'stopped'), show_progress=False, family=BANDIT)
   for name in BASELINES:
     for split in ('test_id', 'test_ood'):
@@ -75,6 +76,7 @@ def test_bad_baseline_settings_stop_at_once_with_the_fix(tmp_path):
                        ({'baselines.meta_factor': 0}, 'meta_factor=0 must be >= 1'),
                        ({'baselines.maml.num_envs': 600}, 'lower --config.baselines.maml.num_envs'),
                        ({'baselines.maml.inner_lr': 0.0}, 'inner_lr=0.0 must be > 0'),
+                       ({'baselines.pearl.latent_size': 0}, 'latent_size=0 must be >= 1'),
                        ({'methods': 'apb,rl3'}, "unknown method 'rl3'")):
     with pytest.raises(ValueError, match=message) as info:
       experiment.Experiment(_config(**bad), str(tmp_path / 'bad'), family=BANDIT)

@@ -44,7 +44,7 @@ def test_linear_baseline_fits_a_target_in_its_feature_span_and_ignores_dead_step
 def test_advantages_are_normalised_over_live_steps_and_zero_after_the_end():
   batch = pg.Episodes(obs=jax.random.normal(_key(1), (4, 8, 3)), u=jnp.zeros((4, 8, 1)),
                       log_prob=jnp.zeros((4, 8)), reward=jax.random.normal(_key(2), (4, 8)),
-                      alive=jnp.ones((4, 8)).at[2:, :3].set(0.0))
+                      alive=jnp.ones((4, 8)).at[2:, :3].set(0.0), next_obs=jnp.zeros((4, 8, 3)))
   adv = pg.advantages(batch, 0.99)
   np.testing.assert_allclose(pg.masked_mean(adv, batch.alive), 0.0, atol=1e-5)
   np.testing.assert_allclose(pg.masked_mean(adv ** 2, batch.alive), 1.0, rtol=1e-3)

@@ -19,7 +19,11 @@ One protocol for every method (DESIGN.md):
             episode_length env steps, through the whole budget; the value at s
             is the deterministic return after s // (num_envs x episode_length)
             inner steps.
-Both read a per-index table through `stage.value_at_budget`.
+      pearl the posterior over z starts at the prior; each episode of experience
+            is played with z sampled from it and folded in; the value at s is
+            the deterministic return with z = the posterior mean after
+            s // episode_length episodes of context.
+All three read a per-index table through `stage.value_at_budget`.
 Each module exposes `stage_config(config, episode_length)` (its meta-training config,
 built by `validate` so a bad setting stops before anything runs) and
 `adapt(experiment, split) -> result dict` (the schema of APB's adapt stages:
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import importlib
 
-NAMES = ('rl2', 'maml')
+NAMES = ('rl2', 'pearl', 'maml')
 
 
 def get(name: str):

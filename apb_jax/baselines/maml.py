@@ -144,24 +144,18 @@ class MAMLTrainer(loop.HostLoop):
   finite_metrics = ('outer_loss', 'pre_return', 'post_return')
   state_axes = STATE_AXES
 
-  def __init__(self, config: MAMLConfig, family):
-    super().__init__(config, family)
-    self._init = jax.jit(jax.vmap(self._init_meta, in_axes=(0, 0, None),
-                                  out_axes=STATE_AXES))
+  init_axes = (0, 0, None)
 
-  def init(self, rng, tasks, init_params):
-    """K tasks' state; theta = the backbone and task 0's adapters (one meta-policy)."""
+  def _init_args(self, rng, tasks, init_params):
+    """theta = the backbone and task 0's adapters: one meta-policy for all tasks."""
     rngs, tasks, adapters, backbone = loop.place(rng, tasks, init_params)
-    meta = {'backbone': backbone, 'adapters': jax.tree.map(lambda x: x[0], adapters)}
-    return self._init(rngs, tasks, meta)
+    return rngs, tasks, {'backbone': backbone,
+                         'adapters': jax.tree.map(lambda x: x[0], adapters)}
 
-  def _init_meta(self, rng, task, meta) -> MAMLState:
+  def _init_one(self, rng, task, meta) -> MAMLState:
     return MAMLState(task=task, adapted=meta, rng=rng, meta=meta,
                      meta_opt=optax.adam(self.config.lr).init(meta),
                      obs_stats=normalizer.init(self.obs_size))
-
-  def _init_one(self, rng, task, adapters, backbone):   # HostLoop's hook; `init` replaces it
-    raise NotImplementedError
 
   def _iteration(self, ls: MAMLState, _):
     c, env = self.config, self.env

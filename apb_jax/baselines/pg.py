@@ -27,6 +27,7 @@ class Episodes(NamedTuple):
   log_prob: jax.Array   # [L, n] log-probability under the policy that acted
   reward: jax.Array     # [L, n]
   alive: jax.Array      # [L, n] 1 until the episode's end (its last step included)
+  next_obs: jax.Array   # [L, n, obs_size] the observation after the step
 
 
 def episodes(env, act, rng, task, n: int) -> Episodes:
@@ -38,7 +39,8 @@ def episodes(env, act, rng, task, n: int) -> Episodes:
     state, alive = carry
     u, log_prob = act(state.obs, key)
     nstate = jax.vmap(env.step)(state, jnp.tanh(u))
-    data = Episodes(obs=state.obs, u=u, log_prob=log_prob, reward=nstate.reward, alive=alive)
+    data = Episodes(obs=state.obs, u=u, log_prob=log_prob, reward=nstate.reward, alive=alive,
+                    next_obs=nstate.obs)
     return (nstate, alive * (1.0 - nstate.done)), data
 
   _, data = jax.lax.scan(step, (state, jnp.ones(n)),

@@ -31,9 +31,11 @@ def meta_stage(exp, name: str, learner, params, family, extract, make=None) -> d
   return checkpoint.restore_params(path)
 
 
-def tied_params(rng, family, policy_config, k: int) -> dict:
-  """One fresh policy for all K tasks: its adapters repeated on a leading [K] axis."""
-  params = policy.init_params(rng, family.obs_size, family.action_size, policy_config)
+def tied_params(rng, family, policy_config, k: int, obs_size: int | None = None) -> dict:
+  """One fresh policy for all K tasks: its adapters repeated on a leading [K] axis.
+  `obs_size`: the policy's input size, if not the family's (e.g. PEARL's [obs, z])."""
+  params = policy.init_params(rng, obs_size or family.obs_size, family.action_size,
+                              policy_config)
   params['adapters'] = jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], k, axis=0),
                                     params['adapters'])
   return params

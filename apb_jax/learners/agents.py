@@ -6,7 +6,8 @@ unbatched argument of the vmapped code, moved (in mode 'shared') by
 `shared.actor_update`; see learners/shared.py.
 
 SAC (Haarnoja et al. 2018): twin critics with Polyak targets, a tanh-Gaussian
-actor, temperature alpha learned towards entropy -|A|.
+actor, temperature alpha learned towards entropy -|A|. In mode 'tied' (one set of
+networks for all tasks, e.g. PEARL's) every gradient is the task mean.
 TD3 (Fujimoto et al. 2018): deterministic actor tanh(loc), twin critics,
 target policy smoothing, actor and targets updated every `policy_delay`
 critic updates.
@@ -97,18 +98,37 @@ def _polyak(target, online, tau):
   return jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, target, online)
 
 
+def tied_mean(grads, config):
+  """The task-mean gradient in mode 'tied' (one set of networks for all tasks), else `grads`."""
+  return jax.lax.pmean(grads, TASK_AXIS) if config.mode == 'tied' else grads
+
+
+def td_target(batch, q_next, config) -> jax.Array:
+  """[B] r + gamma (1 - terminal) q_next, a constant for the critic's gradient."""
+  return jax.lax.stop_gradient(config.reward_scale * batch.reward + config.gamma * (
+      1.0 - batch.terminal) * q_next)
+
+
+def critic_loss(critic, obs_n, action, target) -> jax.Array:
+  """Twin-critic squared TD error: 0.5 mean_B sum_j (Q_j(s, a) - target)^2."""
+  q = networks.critic_apply(critic, obs_n, action)      # [2, B]
+  return 0.5 * jnp.mean(jnp.sum(jnp.square(q - target), axis=0))
+
+
+def sac_next_value(agent, next_obs_n, rng, backbone, config) -> jax.Array:
+  """[B] SAC's soft value of the next obs: min_j Q'_j(s', a') - alpha log pi(a'|s'), a' ~ pi."""
+  next_out = networks.actor_apply(agent.actor, next_obs_n, backbone, config)
+  next_a, next_logp = policy.sample_and_log_prob(rng, next_out)
+  q_next = jnp.min(networks.critic_apply(agent.target_critic, next_obs_n, next_a), axis=0)
+  return q_next - jnp.exp(agent.log_alpha) * next_logp
+
+
 def _critic_step(agent, obs_n, batch, target_q_next, config):
   """One critic step towards r + gamma (1 - terminal) target_q_next."""
-  target = config.reward_scale * batch.reward + config.gamma * (
-      1.0 - batch.terminal) * target_q_next
-  target = jax.lax.stop_gradient(target)
-
-  def loss_fn(critic):
-    q = networks.critic_apply(critic, obs_n, batch.action)      # [2, B]
-    return 0.5 * jnp.mean(jnp.sum(jnp.square(q - target), axis=0))
-
-  loss, grads = jax.value_and_grad(loss_fn)(agent.critic)
-  updates, opt = _adam(config.critic_lr).update(grads, agent.critic_opt, agent.critic)
+  target = td_target(batch, target_q_next, config)
+  loss, grads = jax.value_and_grad(critic_loss)(agent.critic, obs_n, batch.action, target)
+  updates, opt = _adam(config.critic_lr).update(tied_mean(grads, config), agent.critic_opt,
+                                               agent.critic)
   return agent.replace(critic=optax.apply_updates(agent.critic, updates),
                        critic_opt=opt), loss
 
@@ -132,10 +152,8 @@ def sac_update(agent: AgentState, shared: Shared, batch: Transition, rng,
   obs_n, next_obs_n = normalize(agent, batch.obs, config), normalize(agent, batch.next_obs, config)
   alpha = jnp.exp(agent.log_alpha)
 
-  next_out = networks.actor_apply(agent.actor, next_obs_n, backbone, config)
-  next_a, next_logp = policy.sample_and_log_prob(k_next, next_out)
-  q_next = jnp.min(networks.critic_apply(agent.target_critic, next_obs_n, next_a), axis=0)
-  agent, critic_loss = _critic_step(agent, obs_n, batch, q_next - alpha * next_logp, config)
+  agent, critic_loss_value = _critic_step(
+      agent, obs_n, batch, sac_next_value(agent, next_obs_n, k_next, backbone, config), config)
 
   def actor_loss(actor, backbone):
     out = networks.actor_apply(actor, obs_n, backbone, config)
@@ -148,11 +166,12 @@ def sac_update(agent: AgentState, shared: Shared, batch: Transition, rng,
   target_entropy = -float(batch.action.shape[-1])
   alpha_grad = jax.grad(lambda la: -la * jnp.mean(jax.lax.stop_gradient(logp) + target_entropy))(
       agent.log_alpha)
-  alpha_upd, alpha_opt = _adam(config.alpha_lr).update(alpha_grad, agent.alpha_opt)
+  alpha_upd, alpha_opt = _adam(config.alpha_lr).update(tied_mean(alpha_grad, config),
+                                                       agent.alpha_opt)
   agent = agent.replace(
       log_alpha=optax.apply_updates(agent.log_alpha, alpha_upd), alpha_opt=alpha_opt,
       target_critic=_polyak(agent.target_critic, agent.critic, config.tau))
-  return agent, shared, {'critic_loss': critic_loss, 'actor_loss': actor_loss_value,
+  return agent, shared, {'critic_loss': critic_loss_value, 'actor_loss': actor_loss_value,
                          'alpha': jnp.exp(agent.log_alpha)}
 
 
@@ -166,7 +185,7 @@ def td3_update(agent: AgentState, shared: Shared, batch: Transition, rng,
                    -config.noise_clip, config.noise_clip)
   next_a = jnp.clip(next_a + noise, -1.0, 1.0)
   q_next = jnp.min(networks.critic_apply(agent.target_critic, next_obs_n, next_a), axis=0)
-  agent, critic_loss = _critic_step(agent, obs_n, batch, q_next, config)
+  agent, critic_loss_value = _critic_step(agent, obs_n, batch, q_next, config)
 
   def actor_loss(actor, backbone):
     a = deterministic_action(actor, obs_n, backbone, config)
@@ -183,7 +202,7 @@ def td3_update(agent: AgentState, shared: Shared, batch: Transition, rng,
   agent, shared, actor_loss_value = jax.lax.cond(
       update_index % config.policy_delay == 0, delayed,
       lambda a, s: (a, s, jnp.zeros(())), agent, shared)
-  return agent, shared, {'critic_loss': critic_loss, 'actor_loss': actor_loss_value,
+  return agent, shared, {'critic_loss': critic_loss_value, 'actor_loss': actor_loss_value,
                          'alpha': jnp.zeros(())}
 
 

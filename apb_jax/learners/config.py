@@ -45,7 +45,8 @@ class _Schedule:
 class LearnerConfig(_Schedule):
   algo: str = 'sac'
   # 'adapters': backbone frozen; 'all': every actor leaf trains, per task;
-  # 'shared': per-task adapters and one backbone trained by the task-mean gradient.
+  # 'shared': per-task adapters and one backbone trained by the task-mean gradient;
+  # 'tied': one actor, critic and temperature for all tasks, task-mean gradients (PEARL).
   mode: str = 'adapters'
   exploration: str = 'action'       # 'action': SAC sampling / TD3 Gaussian; 'param': param noise
   policy: PolicyConfig = PolicyConfig()
@@ -83,9 +84,9 @@ class LearnerConfig(_Schedule):
   def __post_init__(self):
     object.__setattr__(self, 'critic_widths', tuple(self.critic_widths))
     _check_common(self, OFF_POLICY, self.num_envs, 'num_envs')
-    if self.mode == 'tied':
-      raise ValueError("mode 'tied' (one policy for all tasks) is PPO's; SAC/TD3 keep per-task "
-                       "critics and noise. Use algo='ppo' or another mode.")
+    if self.mode == 'tied' and self.exploration == 'param':
+      raise ValueError("mode 'tied' (one policy for all tasks) has no per-task parameter "
+                       'noise; use exploration=action.')
     if self.policy.core_size:
       raise ValueError(f'policy.core_size={self.policy.core_size}: the recurrent core needs '
                        "the on-policy learner; use algo='ppo' (--config.learner=ppo).")

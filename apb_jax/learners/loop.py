@@ -2,7 +2,8 @@
 
 A learner (SAC/TD3's `train.Trainer`, PPO's `ppo.PPOTrainer`) subclasses
 `HostLoop` and writes, for ONE task:
-  * `_init_one(rng, task, adapters, backbone) -> state`;
+  * `_init_one(rng, task, adapters, backbone) -> state` (a subclass may change
+    what it gets through `_init_args` and `init_axes`);
   * `_chunk_one(state, chunk_index) -> (state, metrics)`: `eval_every` env steps;
   * `_evaluate_one(state) -> []`: the deterministic policy's mean eval return;
 and sets `state_axes` (its state's vmap axes: 0 everywhere but the unbatched
@@ -74,12 +75,18 @@ class HostLoop:
     self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(axes, None), out_axes=(axes, 0),
                                   axis_name=TASK_AXIS))
     self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(axes,)))
-    self._init = jax.jit(jax.vmap(self._init_one, in_axes=(0, 0, 0, None), out_axes=axes))
+    self._init = jax.jit(jax.vmap(self._init_one, in_axes=self.init_axes, out_axes=axes))
+
+  init_axes = (0, 0, 0, None)   # vmap axes of `_init_args`'s arguments to `_init_one`
+
+  def _init_args(self, rng, tasks, init_params) -> tuple:
+    """`_init_one`'s arguments for all tasks: (per-task rngs, tasks, adapters, backbone)."""
+    return place(rng, tasks, init_params)
 
   def init(self, rng, tasks, init_params):
     """Batched learner state for K tasks: `tasks` leaves `[K, ...]`, `init_params =
     {'backbone': unbatched, 'adapters': leaves [K, ...]}`."""
-    return self._init(*place(rng, tasks, init_params))
+    return self._init(*self._init_args(rng, tasks, init_params))
 
   def compile(self, state) -> float:
     """Compiles chunk and evaluate for `state`'s shapes ahead of time; returns the seconds.

@@ -124,8 +124,10 @@ class Trainer(loop.HostLoop):
     replay = replay_lib.insert(ls.replay, agents.Transition(
         obs=obs, action=action, reward=nstate.reward, next_obs=nstate.obs, terminal=terminal))
     agent = ls.agent
-    if c.normalize_obs:
-      agent = agent.replace(obs_stats=normalizer.update(agent.obs_stats, obs))
+    if c.normalize_obs:   # in mode 'tied' one normaliser: every task's copy sees all obs
+      seen = jax.lax.all_gather(obs, TASK_AXIS).reshape(-1, obs.shape[-1]) if (
+          c.mode == 'tied') else obs
+      agent = agent.replace(obs_stats=normalizer.update(agent.obs_stats, seen))
     # Auto-reset with fresh random starts. `psum` over the named task axis makes
     # the predicate the same for every task, so this is a real branch: the
     # (costly) reset runs only on iterations where some env of some task ended.

@@ -66,10 +66,14 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
   # Meta-RL baselines (apb_jax/baselines), run when named in c.methods. They meta-train on
   # the same train tasks with meta.total_steps * meta_factor env steps per task.
   # rl2: PPO (c.ppo's settings) with a GRU of core_size on trials of trial_episodes episodes.
+  # pearl: SAC (c.rl's settings) with oyster's encoder settings (configs/default.py); the next
+  # obs in the context, which the dynamics families need (oyster issue #4).
   # maml: ProMP's settings (run_scripts/pro-mp_run_mujoco.py); num_envs episodes per rollout.
   c.baselines = ml_collections.ConfigDict({
       'meta_factor': 1,
       'rl2': {'trial_episodes': 2, 'core_size': 128},
+      'pearl': {'latent_size': 5, 'kl_weight': 0.1, 'context_size': 100,
+                'encoder_widths': (200, 200, 200), 'encoder_lr': 3e-4, 'use_next_obs': True},
       'maml': {'num_envs': 20, 'inner_lr': 0.1, 'lr': 1e-3, 'outer_steps': 5, 'clip_eps': 0.3,
                'inner_kl_coef': 5e-4, 'gamma': 0.99, 'normalize_obs': True}})
 
@@ -83,6 +87,7 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
     c.adapt.update(num_tasks=2, seeds=1, total_steps=512, eval_every=256)
     c.baselines.rl2.core_size = 16
     c.baselines.maml.num_envs = 1        # 2 x 1 x 200 env steps per iteration fit eval_every
+    c.baselines.pearl.update(encoder_widths=(32, 32), context_size=16)
   elif profile == 'paper':
     c.methods += ',oracle'
     c.meta.update(num_tasks=16, total_steps=1_024_000, eval_every=51_200)
