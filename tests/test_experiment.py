@@ -243,7 +243,11 @@ def test_metrics_log_writes_jsonl_and_tensorboard_and_reader_keeps_the_last(tmp_
 
 
 # -- the launcher, on a real family ---------------------------------------------------------
-SMOKE = ['--config=experiments/configs/cheetah_vel.py:smoke', '--progress=false']
+# The APB methods only: the smoke profile's meta-RL baselines would add three more compiled
+# trainers per launch; their stages (report, resume) are tested in-process on the probe
+# (test_baselines.py).
+SMOKE = ['--config=experiments/configs/cheetah_vel.py:smoke', '--progress=false',
+         f'--config.methods={",".join(METHODS)}']
 
 
 class _Launched(subprocess.Popen):

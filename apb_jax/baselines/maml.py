@@ -271,5 +271,6 @@ def adapt(exp, split: str) -> dict:
   n_steps = c.adapt.total_steps // learner.inner_batch_steps
   return stage.adapt_stage(
       exp, 'maml', split,
-      lambda rng, tasks: adaptation_returns(trained, family.env, learner, rng, tasks, n_steps),
-      learner.inner_batch_steps, n_steps * learner.inner_batch_steps)
+      lambda trained, rng, tasks: adaptation_returns(trained, family.env, learner, rng, tasks,
+                                                     n_steps),
+      trained, learner.inner_batch_steps, n_steps * learner.inner_batch_steps)

@@ -327,5 +327,6 @@ def adapt(exp, split: str) -> dict:
   n = c.adapt.total_steps // family.episode_length
   return stage.adapt_stage(
       exp, 'pearl', split,
-      lambda rng, tasks: adaptation_returns(trained, family.env, learner, rng, tasks, n),
-      family.episode_length, n * family.episode_length)
+      lambda trained, rng, tasks: adaptation_returns(trained, family.env, learner, rng, tasks,
+                                                     n),
+      trained, family.episode_length, n * family.episode_length)

@@ -104,6 +104,6 @@ def adapt(exp, split: str) -> dict:
   trained = stage.meta_stage(exp, META_STAGE, learner, params, family, _first)
   return stage.adapt_stage(
       exp, 'rl2', split,
-      lambda rng, tasks: episode_returns(trained, family, learner, rng, tasks,
-                                         c.rl.eval_episodes),
-      exp.family.episode_length, min(c.adapt.total_steps, family.episode_length))
+      lambda trained, rng, tasks: episode_returns(trained, family, learner, rng, tasks,
+                                                  c.rl.eval_episodes),
+      trained, exp.family.episode_length, min(c.adapt.total_steps, family.episode_length))

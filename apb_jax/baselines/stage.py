@@ -51,10 +51,13 @@ def value_at_budget(per_index: np.ndarray, steps, steps_per_index: int) -> np.nd
   return per_index[:, index]
 
 
-def adapt_stage(exp, method: str, split: str, per_index_fn, steps_per_index: int,
+def adapt_stage(exp, method: str, split: str, per_index_fn, trained, steps_per_index: int,
                 env_steps_per_run: int) -> dict:
-  """Stage adapt_<method>_<split>: `per_index_fn(rng, tasks) -> [runs, n]` on the split's
-  runs (tasks x seeds), turned into curves at APB's evaluation points."""
+  """Stage adapt_<method>_<split>: `per_index_fn(trained, rng, tasks) -> [runs, n]` on the
+  split's runs (tasks x seeds), turned into curves at APB's evaluation points.
+
+  `trained` is an argument, not a constant of the compiled program, so both splits compile
+  to the same program (the second one comes from the persistent cache)."""
   c = exp.config
   name = f'adapt_{method}_{split}'
   result_path = exp.path('results', f'{name}.json')
@@ -63,9 +66,9 @@ def adapt_stage(exp, method: str, split: str, per_index_fn, steps_per_index: int
   tasks = adapt.repeat_tasks(exp.tasks[split], c.adapt.seeds)
   rng = exp.key(f'adapt/{split}')
   start = time.perf_counter()
-  fn = jax.jit(per_index_fn).lower(rng, tasks).compile()
+  fn = jax.jit(per_index_fn).lower(trained, rng, tasks).compile()
   compile_s = time.perf_counter() - start
-  per_index = np.asarray(fn(rng, tasks))
+  per_index = np.asarray(fn(trained, rng, tasks))
   steps = np.arange(c.adapt.total_steps // c.adapt.eval_every + 1) * c.adapt.eval_every
   out = {'steps': steps.tolist(),
          'curves': value_at_budget(per_index, steps, steps_per_index).tolist(),

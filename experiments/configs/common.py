@@ -4,12 +4,13 @@
 
 Profiles (budgets in env steps per task):
   smoke    the whole pipeline in a few minutes on a 2-core CPU: tiny networks,
-           tiny budgets; checks that everything runs, not that anything learns.
+           tiny budgets, every method (the meta-RL baselines included); checks
+           that everything runs, not that anything learns.
   default  one family in under an hour on a 2-core CPU, with learning a reader
            can see: meta-training on 8 tasks, adaptation on 4 tasks x 2 seeds
-           per split.
+           per split; the APB methods (add baselines with --config.methods=...,rl2).
   paper    GPU-scale: meta-training 1,024,000 steps per task, adaptation 204,800
-           steps per task, 5 seeds, the oracle (5x budget) on. (Budgets are
+           steps per task, 5 seeds, the oracle (5x budget) and the baselines on. (Budgets are
            multiples of 512 so PPO's rollouts fit them too.)
 """
 
@@ -78,6 +79,7 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
                'inner_kl_coef': 5e-4, 'gamma': 0.99, 'normalize_obs': True}})
 
   if profile == 'smoke':
+    c.methods += ',rl2,pearl,maml'      # every method, the meta-RL baselines included
     c.policy.widths = (32, 32)
     c.rl.update(num_envs=8, batch_size=64, grad_updates_per_step=1, warmup_steps=128,
                 eval_episodes=1, critic_widths=(32, 32))
@@ -89,7 +91,7 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
     c.baselines.maml.num_envs = 1        # 2 x 1 x 200 env steps per iteration fit eval_every
     c.baselines.pearl.update(encoder_widths=(32, 32), context_size=16)
   elif profile == 'paper':
-    c.methods += ',oracle'
+    c.methods += ',oracle,rl2,pearl,maml'
     c.meta.update(num_tasks=16, total_steps=1_024_000, eval_every=51_200)
     c.meta.distill.update(steps=20_000, demo_steps=100_000)
     c.adapt.update(num_tasks=8, seeds=5, total_steps=204_800, eval_every=10_240)
