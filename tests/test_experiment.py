@@ -33,6 +33,7 @@ SPLITS = ['test_id', 'test_ood']
 # -- in-process, on the probe family -------------------------------------------------------
 def probe_config(**changes):
   c = common.get_config('probe', 'smoke')
+  c.methods = ','.join(METHODS)       # the baselines have their own probe tests
   c.rl.update(num_envs=16, batch_size=64, warmup_steps=256, actor_lr=3e-3, critic_lr=3e-3,
               alpha_lr=3e-3, init_alpha=0.1, gamma=0.5, tau=0.05, normalize_obs=False,
               grad_updates_per_step=2, critic_widths=(16, 16))
