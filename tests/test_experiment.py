@@ -115,7 +115,7 @@ def test_backbone_of_other_widths_and_changed_config_fail_with_the_fix(probe_run
 
 @pytest.mark.parametrize('field,value,message', [
     ('task', 'cheetah_fly', "unknown task family 'cheetah_fly'; choose one of"),
-    ('methods', 'apb,maml', "unknown method 'maml'; choose from"),
+    ('methods', 'apb,mamll', "unknown method 'mamll'; choose from"),
     ('learner', 'a2c', "unknown --config.learner='a2c'"),
     ('policy.core_size', 8, "recurrent core needs the on-policy learner"),
     ('exploration', 'curiosity', "unknown --config.exploration='curiosity'"),
