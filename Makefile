@@ -21,7 +21,7 @@ $(STAMP): requirements.txt setup.cfg pyproject.toml
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -m "not slow" -q --durations=10
+	$(PY) -m pytest -m "not slow" -q --durations=20
 
 test-all: install
 	$(PY) -m pytest -q --durations=20

@@ -316,6 +316,7 @@ def test_smoke_launcher_writes_the_whole_run_directory(smoke_run):
   assert os.listdir(workdir / 'tb')
 
 
+@pytest.mark.slow   # a second whole smoke run (~340 s warm); resume is tested in-process too
 def test_killed_launcher_resumes_to_the_same_report(smoke_run, tmp_path):
   reference, _ = smoke_run
   stage = 'adapt_apb_test_ood'
