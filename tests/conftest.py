@@ -87,3 +87,13 @@ def sharded_matches_single():
       np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
 
   return check
+
+
+def assert_each_run_alone_matches(batched, run_one, rng, tasks):
+  """`batched: [runs, ...]` equals `run_one(key_r, task_r)` for every run r, with the per-run
+  keys `baselines.stage.over_runs` splits from `rng`: vmapping runs changes nothing."""
+  import chex
+  runs = jax.tree.leaves(tasks)[0].shape[0]
+  for i, key in enumerate(jax.random.split(rng, runs)):
+    single = run_one(key, jax.tree.map(lambda x, i=i: x[i], tasks))
+    chex.assert_trees_all_close(batched[i], single, rtol=1e-5, atol=1e-6)

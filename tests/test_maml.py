@@ -10,6 +10,7 @@ import pytest
 from apb_jax import claims, policy
 from apb_jax.baselines import maml, pg, stage
 from apb_jax.tasks.probes import make_probe
+from tests.conftest import assert_each_run_alone_matches
 
 BANDIT = make_probe('bandit')          # reward = target * a: one inner step can find the sign
 N = 32
@@ -83,7 +84,6 @@ def test_meta_parameters_are_one_copy_and_adaptation_over_k_equals_one_by_one(me
   chex.assert_shape(trained['meta']['adapters']['in']['kernel'], (1, 32))   # unbatched
   tasks = BANDIT.sample(_key(7), 3, 'test_ood')
   batched = maml.adaptation_returns(trained, BANDIT.env, CONFIG, _key(8), tasks, 2)
-  for i, key in enumerate(jax.random.split(_key(8), 3)):
-    single = maml.adapt_run(trained, BANDIT.env, CONFIG, key,
-                            jax.tree.map(lambda x, i=i: x[i], tasks), 2)
-    chex.assert_trees_all_close(batched[i], single, rtol=1e-5, atol=1e-6)
+  assert_each_run_alone_matches(
+      batched, lambda key, task: maml.adapt_run(trained, BANDIT.env, CONFIG, key, task, 2),
+      _key(8), tasks)

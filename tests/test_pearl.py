@@ -11,6 +11,7 @@ from apb_jax import policy
 from apb_jax.baselines import encoder, pearl, stage
 from apb_jax.learners import LearnerConfig
 from apb_jax.tasks.probes import make_probe
+from tests.conftest import assert_each_run_alone_matches
 
 BANDIT = make_probe('bandit')      # reward = target * a: one transition shows the target's sign
 SAC = LearnerConfig(mode='tied', policy=policy.PolicyConfig(widths=(32, 32)),
@@ -78,7 +79,6 @@ def test_adaptation_over_k_tasks_equals_each_task_alone(meta_trained):
   trained, _ = meta_trained
   tasks = BANDIT.sample(_key(7), 3, 'test_ood')
   batched = pearl.adaptation_returns(trained, BANDIT.env, CONFIG, _key(8), tasks, 2)
-  for i, key in enumerate(jax.random.split(_key(8), 3)):
-    single = pearl.adapt_run(trained, BANDIT.env, CONFIG, key,
-                             jax.tree.map(lambda x, i=i: x[i], tasks), 2)
-    chex.assert_trees_all_close(batched[i], single, rtol=1e-5, atol=1e-6)
+  assert_each_run_alone_matches(
+      batched, lambda key, task: pearl.adapt_run(trained, BANDIT.env, CONFIG, key, task, 2),
+      _key(8), tasks)

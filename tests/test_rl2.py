@@ -12,6 +12,7 @@ from apb_jax.baselines import rl2, stage
 from apb_jax.baselines.trial_env import TrialEnv, trial_returns
 from apb_jax.learners import PPOConfig, ppo
 from apb_jax.tasks.probes import make_probe
+from tests.conftest import assert_each_run_alone_matches
 
 BANDIT = make_probe('bandit')          # reward = target * a, one step: the task is in the reward
 TRIALS = rl2.trial_family(BANDIT, 2)
@@ -105,7 +106,6 @@ def test_adaptation_over_k_tasks_equals_each_task_alone(meta_trained):
   trained = rl2._first(result.state)
   tasks = TRIALS.sample(_key(7), 3, 'test_ood')
   batched = rl2.episode_returns(trained, TRIALS, META, _key(8), tasks, 2)
-  for i, key in enumerate(jax.random.split(_key(8), 3)):   # the per-run keys it derives
-    single = rl2.run_trials(trained, TRIALS, META, key, jax.tree.map(lambda x, i=i: x[i], tasks),
-                            2)
-    chex.assert_trees_all_close(batched[i], single, rtol=1e-5, atol=1e-6)
+  assert_each_run_alone_matches(
+      batched, lambda key, task: rl2.run_trials(trained, TRIALS, META, key, task, 2),
+      _key(8), tasks)

@@ -230,9 +230,7 @@ def adapt_run(trained: dict, env, config: MAMLConfig, rng, task, n_steps: int) -
 def adaptation_returns(trained: dict, env, config: MAMLConfig, rng, tasks,
                        n_steps: int) -> jax.Array:
   """[runs, n_steps + 1]: `adapt_run` on each run (`tasks` leaves [runs, ...]), vmapped."""
-  runs = jax.tree.leaves(tasks)[0].shape[0]
-  return jax.vmap(lambda r, t: adapt_run(trained, env, config, r, t, n_steps))(
-      jax.random.split(rng, runs), tasks)
+  return stage.over_runs(lambda r, t: adapt_run(trained, env, config, r, t, n_steps), rng, tasks)
 
 
 # -- the pipeline stages ---------------------------------------------------------------------------

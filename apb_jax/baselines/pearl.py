@@ -290,9 +290,8 @@ def adapt_run(trained: dict, env, config: PEARLConfig, rng, task, n_episodes: in
 
 def adaptation_returns(trained, env, config, rng, tasks, n_episodes: int) -> jax.Array:
   """[runs, n_episodes + 1]: `adapt_run` on each run (`tasks` leaves [runs, ...]), vmapped."""
-  runs = jax.tree.leaves(tasks)[0].shape[0]
-  return jax.vmap(lambda r, t: adapt_run(trained, env, config, r, t, n_episodes))(
-      jax.random.split(rng, runs), tasks)
+  return stage.over_runs(lambda r, t: adapt_run(trained, env, config, r, t, n_episodes), rng,
+                         tasks)
 
 
 # -- the pipeline stages ---------------------------------------------------------------------------

@@ -89,9 +89,8 @@ def run_trials(trained: dict, family: TaskFamily, config: PPOConfig, rng, task,
 def episode_returns(trained: dict, family: TaskFamily, config: PPOConfig, rng, tasks,
                     n_trials: int) -> jax.Array:
   """[runs, trial_episodes]: `run_trials` on each run (`tasks` leaves [runs, ...]), vmapped."""
-  runs = jax.tree.leaves(tasks)[0].shape[0]
-  return jax.vmap(lambda r, t: run_trials(trained, family, config, r, t, n_trials))(
-      jax.random.split(rng, runs), tasks)
+  return stage.over_runs(lambda r, t: run_trials(trained, family, config, r, t, n_trials), rng,
+                         tasks)
 
 
 def adapt(exp, split: str) -> dict:

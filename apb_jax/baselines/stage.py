@@ -41,6 +41,13 @@ def tied_params(rng, family, policy_config, k: int, obs_size: int | None = None)
   return params
 
 
+def over_runs(run_fn, rng, tasks) -> jax.Array:
+  """`run_fn(rng, task)` on every run (`tasks` leaves [runs, ...]), vmapped, one key per run
+  split from `rng` (so run r alone, with key r, gives the same result)."""
+  runs = jax.tree.leaves(tasks)[0].shape[0]
+  return jax.vmap(run_fn)(jax.random.split(rng, runs), tasks)
+
+
 def value_at_budget(per_index: np.ndarray, steps, steps_per_index: int) -> np.ndarray:
   """[runs, n_evals]: at env step s the value of index min(s // steps_per_index, last).
 
