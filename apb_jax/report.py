@@ -12,6 +12,10 @@ Statistics per (method, split), every interval a 95% percentile bootstrap over r
     auc               [runs]  area under the curve / (steps[-1] - steps[0]), i.e. the mean eval
                               return over training, in return units (a sample-efficiency measure)
     normalized_score  [runs]  (R - R_random) / (R_oracle_task - R_random), only when 'oracle' ran
+    steps_to_threshold        env steps at which each run's curve first reaches scratch's mean
+                              final return on the split (only when 'scratch' ran): per run
+                              (None: never), the fraction that reached it, the median over
+                              all runs (never = infinitely slow; None unless more than half reach)
     curve             [n_evals] mean and CI of the return at each evaluation
 and `claims`: the paper's claims as measured verdicts (claims.py).
 IQM is the interquartile mean (rliable's scipy.stats.trim_mean(x, 0.25)). Everything is
@@ -28,9 +32,10 @@ from matplotlib.figure import Figure
 
 from apb_jax import claims as claims_lib
 from apb_jax.files import atomic_write, write_json
-from apb_jax.stats import auc, curve_summary, summarize
+from apb_jax.stats import auc, curve_summary, steps_to_threshold, summarize, threshold_summary
 
-__all__ = ['build_report', 'write_all', 'summarize', 'auc', 'curve_summary']
+__all__ = ['build_report', 'write_all', 'summarize', 'auc', 'curve_summary',
+           'steps_to_threshold', 'threshold_summary']
 
 CANONICAL_METHODS = ('apb', 'apb_randominit', 'scratch', 'finetune', 'oracle')
 METHOD_COLORS = {
@@ -92,6 +97,12 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
         entry['normalized_score'] = summarize(
             _normalized(curves, method, split, seeds, random_return))
       methods_out[method][split] = entry
+  for split, (_, scratch_returns) in curves.get('scratch', {}).items():
+    threshold = float(scratch_returns[:, -1].mean())   # scratch's mean final return
+    for method, splits in curves.items():
+      if split in splits:
+        methods_out[method][split]['steps_to_threshold'] = threshold_summary(
+            *splits[split], threshold)
   return {'task': str(task), 'profile': str(profile), 'learner': str(learner),
           'exploration': str(exploration), 'seeds': seeds, 'methods': methods_out,
           'random_return': {str(s): float(r) for s, r in random_return.items()},
@@ -168,6 +179,9 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
       lines.append('| ' + ' | '.join(row) + ' |')
     if split in report['random_return']:
       lines += ['', f"Random policy return: {report['random_return'][split]:.2f}"]
+    if 'apb' in entries and 'steps_to_threshold' in entries['apb']:
+      lines += ['', _speedup_line(entries['apb']['steps_to_threshold'],
+                                  entries['scratch']['steps_to_threshold'])]
     lines.append('')
   lines += claims_lib.markdown(report.get('claims', []))
   lines += ['## How to read this', '',
@@ -185,6 +199,25 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
   lines.append('')
   lines += [f'![{os.path.splitext(p)[0]}]({p})' for p in plot_files]
   atomic_write(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
+
+
+def _speedup_line(apb: Mapping, scratch: Mapping) -> str:
+  """How many times fewer (or more) env steps apb needed than scratch to reach the threshold."""
+  def runs(t):
+    return f"{t['median']:.0f} steps, {t['fraction_reached']:.0%} of runs reached it" if (
+        t['median'] is not None) else f"fewer than half the runs reached it ({t['fraction_reached']:.0%})"
+  head = (f"Steps to scratch's mean final return ({apb['threshold']:.2f}), median over runs: "
+          f"apb {runs(apb)}; scratch {runs(scratch)}.")
+  a, s = apb['median'], scratch['median']
+  if a is None or s is None:
+    verdict = 'no ratio: a median is never reached.'
+  elif a == 0:
+    verdict = 'apb starts at or above it, before any training.'
+  elif a <= s:
+    verdict = f'apb needed {s / a:.2f}x fewer steps than scratch.'
+  else:
+    verdict = f'apb needed {a / s:.2f}x more steps than scratch.'
+  return f'{head} {verdict}'
 
 
 def plot_curves(report: Mapping, path: str) -> None:

@@ -65,3 +65,22 @@ def curve_summary(steps, returns, *, rng_seed: int = 0) -> dict:
     for key in ('mean', 'ci_low', 'ci_high'):
       out[key].append(point[key])
   return out
+
+
+def steps_to_threshold(steps, returns, threshold: float) -> np.ndarray:
+  """[runs] env steps at each run's first evaluation with return >= `threshold`; inf for a
+  run that never reaches it (kept, not dropped). Resolution: the evaluation interval."""
+  steps = np.asarray(steps, dtype=np.float64)
+  hit = np.asarray(returns, dtype=np.float64) >= threshold  # [runs, n_evals]
+  return np.where(hit.any(axis=1), steps[np.argmax(hit, axis=1)], np.inf)
+
+
+def threshold_summary(steps, returns, threshold: float) -> dict:
+  """{'threshold', 'fraction_reached', 'median', 'per_run'}: steps to `threshold` per run
+  (None where never reached) and their median over all runs, the runs that never reach it
+  counted as infinitely slow (so None unless more than half reach it)."""
+  at = steps_to_threshold(steps, returns, threshold)
+  median = float(np.median(at))
+  return {'threshold': float(threshold), 'fraction_reached': float(np.isfinite(at).mean()),
+          'median': median if np.isfinite(median) else None,
+          'per_run': [float(x) if np.isfinite(x) else None for x in at]}

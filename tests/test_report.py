@@ -121,7 +121,8 @@ def test_build_report_schema_and_values():
   for method, splits in r['methods'].items():
     assert list(splits) == ['test_id', 'test_ood']
     for split, entry in splits.items():
-      assert set(entry) == {'final_return', 'auc', 'curve', 'normalized_score'}
+      assert set(entry) == {'final_return', 'auc', 'curve', 'normalized_score',
+                            'steps_to_threshold'}
       for key in ('final_return', 'auc', 'normalized_score'):
         assert set(entry[key]) == STAT_KEYS
         assert all(type(v) is float for v in entry[key]['per_run'])
@@ -153,7 +154,7 @@ def test_no_oracle_no_normalized_score():
   assert list(r['methods']) == ['apb', 'scratch', 'my_variant']
   for splits in r['methods'].values():
     for entry in splits.values():
-      assert set(entry) == {'final_return', 'auc', 'curve'}
+      assert set(entry) == {'final_return', 'auc', 'curve', 'steps_to_threshold'}
 
 
 def test_build_report_rejects_bad_shapes():
@@ -173,6 +174,39 @@ def test_build_report_rejects_bad_shapes():
 def _is_png(path):
   with open(path, 'rb') as f:
     return f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_steps_to_threshold_hand_computed_and_runs_that_never_reach_it_count():
+  steps = np.array([0, 100, 200, 300])
+  returns = np.array([[0., 5., 9., 9.],      # reaches 5 at 100
+                      [6., 6., 6., 6.],      # at 0 (already there)
+                      [0., 1., 2., 3.],      # never
+                      [0., 0., 4., 5.]])     # at 300
+  np.testing.assert_array_equal(report.steps_to_threshold(steps, returns, 5.0),
+                                [100, 0, np.inf, 300])
+  t = report.threshold_summary(steps, returns, 5.0)
+  assert t == {'threshold': 5.0, 'fraction_reached': 0.75, 'median': 200.0,
+               'per_run': [100.0, 0.0, None, 300.0]}
+  assert report.threshold_summary(steps, returns, 9.0)['median'] is None   # 1 of 4 reach it
+
+
+def test_report_states_how_many_times_fewer_steps_apb_needed_than_scratch(tmp_path):
+  steps = np.array([0, 100, 200, 300, 400])
+  scratch = np.array([[0., 1., 2., 3., 4.], [0., 1., 2., 3., 6.], [0., 1., 2., 5., 5.]])
+  apb = np.array([[0., 5., 5., 5., 5.], [0., 0., 6., 6., 6.], [0., 0., 0., 0., 9.]])
+  # scratch's mean final return is 5: apb reaches it at 100, 200, 400; scratch never, 400, 300
+  results = {'apb': {'test_id': {'steps': steps, 'returns': apb}},
+             'scratch': {'test_id': {'steps': steps, 'returns': scratch}}}
+  r = report.build_report(results, task='t', profile='p', learner='sac', exploration='action',
+                          seeds=1, random_return={'test_id': 0.0}, timing=TIMING)
+  apb_t = r['methods']['apb']['test_id']['steps_to_threshold']
+  scratch_t = r['methods']['scratch']['test_id']['steps_to_threshold']
+  assert (apb_t['threshold'], apb_t['median'], apb_t['fraction_reached']) == (5.0, 200.0, 1.0)
+  assert (scratch_t['median'], scratch_t['per_run']) == (400.0, [None, 400.0, 300.0])
+  report.write_all(r, str(tmp_path))
+  md = (tmp_path / 'report.md').read_text()
+  assert ("median over runs: apb 200 steps, 100% of runs reached it; scratch 400 steps, 67% of "
+          'runs reached it. apb needed 2.00x fewer steps than scratch.') in md
 
 
 def test_write_all(tmp_path):
