@@ -22,6 +22,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from apb_jax import files
+
 
 def _manager(directory: str) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
@@ -52,18 +54,25 @@ class StageCheckpoints:
     self._manager.wait_until_finished()
 
   def restore(self, like) -> tuple[Optional[tuple], dict]:
-    step = self._manager.latest_step()
-    if step is None:
-      return None, {}
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _sized_leaves(like))
-    out = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    leaves, treedef = jax.tree.flatten(like)
-    state = jax.tree.unflatten(treedef, [
-        out.state[str(i)] if _size(x) else np.zeros(x.shape, x.dtype)
-        for i, x in enumerate(leaves)])
-    curves = [np.asarray(c, np.float32) for c in out.meta['curves']]
-    return (state, out.meta['chunks_done'], curves), out.meta['extra']
+    """A checkpoint that cannot be restored raises RunFileError naming the directory and
+    the fix (delete it: the stage starts again from its beginning)."""
+    try:
+      step = self._manager.latest_step()
+      if step is None:
+        return None, {}
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _sized_leaves(like))
+      out = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+      leaves, treedef = jax.tree.flatten(like)
+      state = jax.tree.unflatten(treedef, [
+          out.state[str(i)] if _size(x) else np.zeros(x.shape, x.dtype)
+          for i, x in enumerate(leaves)])
+      curves = [np.asarray(c, np.float32) for c in out.meta['curves']]
+      return (state, out.meta['chunks_done'], curves), out.meta['extra']
+    except Exception as e:     # orbax raises many kinds (ValueError, KeyError, OSError, ...)
+      raise files.RunFileError(
+          f'{self.directory} holds a checkpoint that cannot be restored ({_first_line(e)}); '
+          'delete that directory to start the stage again from its beginning.') from None
 
   def remove(self) -> None:
     """Deletes the stage's checkpoints (once its result is written)."""
@@ -90,6 +99,16 @@ def save_params(directory: str, params) -> None:
   checkpointer.wait_until_finished()
 
 
-def restore_params(directory: str):
-  """Restores a params pytree saved by `save_params`, without knowing its shapes first."""
-  return ocp.StandardCheckpointer().restore(os.path.abspath(directory))
+def restore_params(directory: str, fix: str = 'start a new --workdir'):
+  """Restores a params pytree saved by `save_params`, without knowing its shapes first;
+  RunFileError naming `directory` and `fix` if it cannot."""
+  try:
+    return ocp.StandardCheckpointer().restore(os.path.abspath(directory))
+  except Exception as e:     # orbax raises many kinds (ValueError, FileNotFoundError, ...)
+    raise files.RunFileError(f'{directory} holds no params that can be restored '
+                             f'({_first_line(e)}); {fix}.') from None
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return f'{type(error).__name__}: {text.splitlines()[0][:200]}' if text else type(error).__name__

@@ -67,11 +67,12 @@ class Experiment:
     validate(config, check_task=family is None,
              episode_length=family.episode_length if family else tasks.EPISODE_LENGTH)
     self.config, self.dir, self.show_progress = config, os.path.abspath(workdir), show_progress
-    self.family = family or tasks.make(config.task)
     self.methods = csv(config.methods)
     self.splits = csv(config.splits)
     self._trainers = {}
-    self._prepare_dir()
+    found = self._read_dir()              # before the family is built: errors come at once
+    self.family = family or tasks.make(config.task)
+    self._prepare_dir(*found)
     self.log = MetricsLog(self.dir)
 
   # -- the run directory ------------------------------------------------------------
@@ -82,27 +83,81 @@ class Experiment:
     """The random key of stage part `name` (derived from config.seed and the name)."""
     return _key(self.config, name)
 
-  def _prepare_dir(self):
-    os.makedirs(self.dir, exist_ok=True)
+  def _read_dir(self):
+    """Checks the run directory and every file already in it; returns (config.json,
+    tasks.json, versions.json) as found (None where absent). Writes nothing."""
+    _check_workdir(self.dir)
     config_json = json.loads(self.config.to_json_best_effort())
-    if os.path.exists(self.path('config.json')):
-      old = files.read_json(self.path('config.json'))
+    old = self._read_if_there('config.json')
+    if old is not None:
       diff = sorted(_flat_diff(old, config_json))
       if diff:
         raise ValueError(
             f'{self.dir} holds a run with another config ({"; ".join(diff[:3])}); rerun with '
             'the same flags to resume it, or pass a new --workdir.')
-    else:
+    saved = self._read_if_there('tasks.json', keys=('train', *SPLITS))
+    old_versions = self._read_if_there('versions.json')
+    for name in sorted(os.listdir(self.path('results'))) if os.path.isdir(
+        self.path('results')) else []:
+      if name.endswith('.json'):
+        self.result(name[:-len('.json')])
+    return old, saved, old_versions
+
+  def _prepare_dir(self, old, saved, old_versions):
+    """The task sets (read back, or sampled and written), config.json and versions.json: a
+    run that stops here has changed nothing that was written before."""
+    if saved is not None:
+      self.tasks = self._tasks_from(saved)
+    config_json = json.loads(self.config.to_json_best_effort())
+    # Everything there is readable: now write what is missing.
+    os.makedirs(self.dir, exist_ok=True)
+    if old is None:
       files.write_json(self.path('config.json'), config_json)
-    if not os.path.exists(self.path('tasks.json')):
+    if saved is None:
       sets = {split: json.loads(self.family.tasks_to_json(
           self.family.sample(_key(self.config, f'tasks/{split}'), n, split), split))
               for split, n in (('train', self.config.meta.num_tasks),
                                *((s, self.config.adapt.num_tasks) for s in SPLITS))}
       files.write_json(self.path('tasks.json'), sets)
-    files.write_json(self.path('versions.json'), versions())
-    saved = files.read_json(self.path('tasks.json'))
-    self.tasks = {split: self.family.tasks_from_json(json.dumps(v)) for split, v in saved.items()}
+      self.tasks = self._tasks_from(sets)
+    now = versions()
+    if old_versions is None:
+      files.write_json(self.path('versions.json'), now)
+    elif now != {k: v for k, v in old_versions.items() if k != 'resumed_with'} and now not in (
+        old_versions.get('resumed_with', [])):     # a resume on other software: keep both
+      files.write_json(self.path('versions.json'), dict(
+          old_versions, resumed_with=[*old_versions.get('resumed_with', []), now]))
+
+  def _read_if_there(self, name, keys=()):
+    """A top-level JSON file of the run directory, or None if absent (RunFileError if bad)."""
+    path = self.path(name)
+    if not os.path.exists(path):
+      return None
+    return files.read_json(path, fix=f'restore {name} or start a new --workdir', keys=keys)
+
+  def _tasks_from(self, sets) -> dict:
+    """Task sets from tasks.json's content, checked against the family's task params."""
+    like = self.family.sample(jax.random.PRNGKey(0), 1, 'train')
+    try:
+      out = {split: self.family.tasks_from_json(json.dumps(v)) for split, v in sets.items()}
+      for split, params in out.items():
+        shapes = {k: tuple(v.shape[1:]) for k, v in params.items()}
+        expected = {k: tuple(v.shape[1:]) for k, v in like.items()}
+        if shapes != expected:
+          raise ValueError(f'params of {split} shaped {shapes}, not {expected}')
+      return out
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+      raise files.RunFileError(
+          f'{self.path("tasks.json")} does not hold task sets of {self.family.name} '
+          f'({str(e).splitlines()[0] if str(e) else type(e).__name__}); restore it or start '
+          'a new --workdir.') from None
+
+  def result(self, name: str) -> dict:
+    """results/<name>.json, checked (RunFileError naming the fix if it cannot be used)."""
+    keys = (tuple(self.splits) if name == 'random_return' else
+            ('steps', 'curves', 'run_s', 'compile_s', 'env_steps'))
+    return files.read_json(self.path('results', f'{name}.json'), keys=keys,
+                           fix=f'delete it to run stage {name} again')
 
   def _trainer(self, learner, family=None, make=None):
     family = family or self.family
@@ -127,12 +182,12 @@ class Experiment:
     done = os.path.exists(result_path)
     if done and not keep_checkpoint:
       shutil.rmtree(self.path('checkpoints', name), ignore_errors=True)
-      return files.read_json(result_path), None, None
+      return self.result(name), None, None
     trainer = self._trainer(learner, family, make)
     ckpt = checkpoint.StageCheckpoints(self.path('checkpoints', name))
     resume, spent = ckpt.restore(jax.eval_shape(trainer.init, rng, task_set, init_params))
     if done:
-      return files.read_json(result_path), resume[0], ckpt
+      return self.result(name), resume[0], ckpt
     before_s, before_compile_s = spent.get('run_s', 0.0), spent.get('compile_s', 0.0)
     start = time.perf_counter()
 
@@ -180,7 +235,8 @@ class Experiment:
     c = self.config
     if c.backbone_from:
       source = os.path.join(c.backbone_from, 'checkpoints', 'backbone')
-      backbone = checkpoint.restore_params(source)['backbone']
+      backbone = checkpoint.restore_params(
+          source, fix='pass the run directory of a finished meta_train')['backbone']
       adapt.check_backbone(backbone, policy_config(c), source)
       return backbone
     if not os.path.exists(self.path('results', 'meta_train.json')):
@@ -189,7 +245,9 @@ class Experiment:
       checkpoint.save_params(self.path('checkpoints', 'backbone'), {'backbone': backbone})
       checkpoint.save_params(self.path('checkpoints', 'meta_adapters'), adapters)
       self.finish('meta_train', out, ckpt)
-    return checkpoint.restore_params(self.path('checkpoints', 'backbone'))['backbone']
+    return checkpoint.restore_params(self.path('checkpoints', 'backbone'),
+                                     fix='delete results/meta_train.json to run meta_train '
+                                     'again')['backbone']
 
   def _meta_rl(self):
     c, train = self.config, self.tasks['train']
@@ -229,7 +287,7 @@ class Experiment:
       files.write_json(path, {
           split: float(np.mean(fn(_key(self.config, f'random/{split}'), self.tasks[split])))
           for split in self.splits})
-    return files.read_json(path)
+    return self.result('random_return')
 
   def adapt(self, method_name, split, meta_backbone):
     c, m = self.config, adapt.method(method_name)
@@ -268,7 +326,7 @@ class Experiment:
     stages = [r for per in results.values() for r in per.values()]
     meta_stages = ['meta_train'] if needs_meta and not self.config.backbone_from else []
     meta_stages += [baselines.get(m).META_STAGE for m in self.methods if m in baselines.NAMES]
-    stages += [files.read_json(self.path('results', f'{name}.json')) for name in meta_stages]
+    stages += [self.result(name) for name in meta_stages]
     run_s = sum(r['run_s'] for r in stages)
     compile_s = sum(r['compile_s'] for r in stages)
     env_steps = sum(r['env_steps'] for r in stages)
@@ -283,6 +341,20 @@ class Experiment:
     report.write_all(out, self.dir)
     self.log.close()
     return out
+
+
+def _check_workdir(path: str) -> None:
+  """One line naming the fix if `path` is a file or cannot be written."""
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ValueError(f'--workdir={path} is a file, not a directory; pass a new --workdir.')
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f'--workdir={path} lies under {existing}, a file; pass a new --workdir.')
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f'--workdir={path} cannot be written ({existing} is not writable); pass '
+                     'a --workdir you can write to.')
 
 
 def _flat_diff(old, new, prefix=''):

@@ -1,7 +1,8 @@
 """Files of a run directory, written atomically: a kill leaves the old file or the new one.
 
     atomic_write(path, lambda f: f.write(b'...'))   # f: a binary file
-    write_json(path, obj); read_json(path)
+    write_json(path, obj)
+    read_json(path, fix='delete it to rerun the stage', keys=('steps',))   # RunFileError if bad
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 
 def atomic_write(path: str, write: Callable) -> None:
@@ -35,6 +36,25 @@ def write_json(path: str, obj: Any) -> None:
   atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2).encode()))
 
 
-def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+class RunFileError(ValueError):
+  """A run-directory file that cannot be used; the message names the file and the fix."""
+
+
+def read_json(path: str, fix: str = 'restore it or start a new --workdir',
+              keys: Sequence[str] = ()) -> Any:
+  """The JSON object in `path`. A file that cannot be read or parsed, or (with `keys`) is not
+  an object holding those keys, raises RunFileError: one line naming the file, what is
+  wrong and `fix`."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      obj = json.load(f)
+  except json.JSONDecodeError as e:
+    raise RunFileError(f'{path} is not valid JSON ({e.msg} at line {e.lineno} column '
+                       f'{e.colno}); {fix}.') from None
+  except (OSError, UnicodeDecodeError) as e:
+    raise RunFileError(f'{path} cannot be read ({getattr(e, "strerror", None) or e}); '
+                       f'{fix}.') from None
+  missing = [k for k in keys if not isinstance(obj, dict) or k not in obj]
+  if missing:
+    raise RunFileError(f'{path} lacks {missing}; {fix}.')
+  return obj

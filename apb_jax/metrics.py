@@ -24,11 +24,14 @@ from tensorboardX import SummaryWriter
 class MetricsLog:
 
   def __init__(self, run_dir: str):
+    """Opens nothing yet: a run that stops before its first record leaves no new file."""
     self.path = os.path.join(run_dir, 'metrics.jsonl')
-    self._file = open(self.path, 'a', buffering=1)     # line-buffered: whole lines on disk
-    self._tb = SummaryWriter(os.path.join(run_dir, 'tb'), flush_secs=10)
+    self._run_dir, self._file, self._tb = run_dir, None, None
 
   def write(self, stage: str, step: int, metrics: dict, **tags) -> None:
+    if self._file is None:
+      self._file = open(self.path, 'a', buffering=1)     # line-buffered: whole lines on disk
+      self._tb = SummaryWriter(os.path.join(self._run_dir, 'tb'), flush_secs=10)
     record = {'stage': stage, **tags, 'step': int(step), 'time': time.time()}
     prefix = '/'.join([stage, *[str(v) for v in tags.values()]])
     for name, value in metrics.items():
@@ -40,8 +43,9 @@ class MetricsLog:
     self._file.write(json.dumps(record) + '\n')
 
   def close(self) -> None:
-    self._file.close()
-    self._tb.close()
+    if self._file is not None:
+      self._file.close()
+      self._tb.close()
 
 
 def read(path: str) -> list[dict]:

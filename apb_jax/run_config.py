@@ -1,21 +1,23 @@
 """From an experiment's `ml_collections` config to the static config of each stage, and checks.
 
-    validate(config)                     # one-line ValueError naming the fix, before anything runs
+    validate(config)                     # ValueError naming the fix, one line per bad field
     learner_config(config, 'adapters', total_steps, eval_every)   # LearnerConfig or PPOConfig
     ppo_config(config, 'tied', total_steps, eval_every, policy=...)   # PPO, whatever c.learner
 
-The config's fields and profiles are in `experiments/configs/common.py`.
+The config's fields, defaults and rules are in `config_fields.py`; profiles in
+`experiments/configs/common.py`.
 """
 
 from __future__ import annotations
 
 import os
 
-from apb_jax import adapt, baselines, meta_train, policy, tasks
+from apb_jax import adapt, baselines, config_fields, policy, schema, tasks
+from apb_jax.config_fields import SPLITS
 from apb_jax.learners import LearnerConfig, PPOConfig
-from apb_jax.learners.config import ALGOS, EXPLORATIONS
 
-SPLITS = ('test_id', 'test_ood')
+__all__ = ['SPLITS', 'csv', 'policy_config', 'ppo_config', 'learner_config',
+           'off_policy_config', 'validate', 'needs_meta_backbone']
 
 
 def csv(text: str) -> list[str]:
@@ -60,51 +62,32 @@ def off_policy_config(config, algo: str, mode: str, total_steps: int, eval_every
   return LearnerConfig(**dict(fields, **changes))
 
 
-def check_method(name: str) -> None:
-  if name not in baselines.NAMES:
-    if name not in adapt.METHODS:
-      raise ValueError(f'unknown method {name!r}; choose from '
-                       f'{[*adapt.METHODS, *baselines.NAMES]} (e.g. --config.methods=apb,rl2).')
-
-
 def validate(config, check_task: bool = True, episode_length: int = tasks.EPISODE_LENGTH) -> None:
-  """Raises a one-line ValueError naming the fix for any bad field (`episode_length`: the
-  family's, which sets the baselines' iteration sizes)."""
+  """Raises a ValueError naming the fix for any bad field, before anything is built or written:
+  every field against its declared rule (`config_fields.FIELDS`, one line per violation),
+  then the rules that tie fields together (first violation). `episode_length`: the
+  family's, which sets the baselines' iteration sizes."""
+  bad = schema.problems(config, config_fields.FIELDS)
+  if bad:
+    raise ValueError('\nerror: '.join(bad))
   if check_task and config.task not in tasks.names():
     raise ValueError(f'unknown task family {config.task!r}; choose one of {tasks.names()}.')
   methods = csv(config.methods)
-  for name in methods:
-    check_method(name)
-  if not methods:
-    raise ValueError('--config.methods is empty; e.g. --config.methods=apb,scratch.')
-  for split in csv(config.splits):
-    if split not in SPLITS:
-      raise ValueError(f'unknown split {split!r}; choose from {list(SPLITS)}.')
-  if config.learner not in ALGOS:
-    raise ValueError(f'unknown --config.learner={config.learner!r}; choose one of {list(ALGOS)}.')
-  if config.exploration not in EXPLORATIONS:
-    raise ValueError(f'unknown --config.exploration={config.exploration!r}; choose one of '
-                     f'{list(EXPLORATIONS)}.')
-  if config.meta.method not in meta_train.METHODS:
-    raise ValueError(f'unknown --config.meta.method={config.meta.method!r}; choose one of '
-                     f'{list(meta_train.METHODS)}.')
   if config.meta.method == 'bc' and config.policy.core_size and needs_meta_backbone(methods):
     raise ValueError('--config.meta.method=bc distils feed-forward experts; use '
                      '--config.meta.method=rl with --config.policy.core_size > 0.')
-  for field in ('meta.num_tasks', 'adapt.num_tasks', 'adapt.seeds', 'oracle_factor',
-                'baselines.meta_factor'):
-    group, name = field.split('.') if '.' in field else (None, field)
-    value = config[group][name] if group else config[name]
-    if int(value) < 1:
-      raise ValueError(f'--config.{field}={value} must be >= 1.')
   if config.backbone_from and not os.path.isdir(os.path.join(config.backbone_from, 'checkpoints',
                                                              'backbone')):
     raise ValueError(f'--config.backbone_from={config.backbone_from!r} holds no '
                      'checkpoints/backbone/; give the run directory of a finished meta_train.')
   # Building every stage's learner config checks budgets (multiples of num_envs, ...) and
   # settings (e.g. PPO refuses param noise) up front.
-  for mode, steps, every, exploration in _learner_stages(config):
-    learner_config(config, mode, steps, every, exploration)
+  learner_group = 'ppo' if config.learner == 'ppo' else 'rl'
+  for stage, group, mode, steps, every, exploration in _learner_stages(config):
+    try:
+      learner_config(config, mode, steps, every, exploration)
+    except ValueError as e:
+      raise ValueError(f'{stage} (--config.{group}.*, --config.{learner_group}.*): {e}') from None
   for name in methods:
     if name in baselines.NAMES:
       baselines.get(name).stage_config(config, episode_length)
@@ -115,8 +98,11 @@ def needs_meta_backbone(methods) -> bool:
 
 
 def _learner_stages(config):
-  """(mode, total_steps, eval_every, exploration) of every kind of learner stage."""
+  """(stage, config group, mode, total_steps, eval_every, exploration) of every kind of
+  learner stage."""
   a, m = config.adapt, config.meta
-  yield 'shared' if m.method == 'rl' else 'all', m.total_steps, m.eval_every, 'action'
-  yield 'adapters', a.total_steps, a.eval_every, config.exploration
-  yield 'all', a.total_steps * config.oracle_factor, a.eval_every, config.exploration
+  yield ('meta-training', 'meta', 'shared' if m.method == 'rl' else 'all', m.total_steps,
+         m.eval_every, 'action')
+  yield 'adaptation', 'adapt', 'adapters', a.total_steps, a.eval_every, config.exploration
+  yield ('the oracle (oracle_factor x adapt.total_steps)', 'adapt', 'all',
+         a.total_steps * config.oracle_factor, a.eval_every, config.exploration)

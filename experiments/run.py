@@ -14,8 +14,12 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+# XLA's C++ warnings (e.g. one per executable loaded from the compilation cache) stay off
+# stderr, which holds our one-line errors; errors still print. Set it to 0 to see them.
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'experiments/configs/<family>.py:<profile>', lock_config=True)
@@ -31,7 +35,7 @@ def parse_flags(argv):
     key = str(e).strip('"\'')
     given = [a.split('=')[0] for a in argv[1:] if a.split('=')[0].endswith(f'.{key}')]
     sys.exit(f'error: unknown config field {given[0] if given else key}; the fields and their '
-             'defaults are in experiments/configs/common.py.')
+             'defaults are in apb_jax/config_fields.py.')
   except flags.Error as e:                     # e.g. an unknown profile: keep the last line
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     last = lines[-1] if lines else str(e)
@@ -43,14 +47,20 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments {argv[1:]}; pass settings as --config.<field>=')
   if _CONFIG.value is None or not _WORKDIR.value:
     sys.exit('error: pass --config=experiments/configs/<family>.py:<profile> and --workdir=DIR.')
+  launch(_CONFIG.value, _WORKDIR.value, show_progress=_PROGRESS.value)
+
+
+def launch(config, workdir: str, show_progress: bool = True) -> None:
+  """Runs the experiment in `workdir`; a bad setting or a damaged run directory exits
+  (status 1) with one line naming the fix."""
   from apb_jax import cache, experiment   # after flag parsing: --help stays fast
   cache.enable_compilation_cache()
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
   try:
-    out = experiment.run(_CONFIG.value, _WORKDIR.value, show_progress=_PROGRESS.value)
+    out = experiment.run(config, workdir, show_progress=show_progress)
   except (ValueError, FloatingPointError) as e:
     sys.exit(f'error: {e}')
-  print(f'report: {os.path.join(_WORKDIR.value, "report.md")}')
+  print(f'report: {os.path.join(workdir, "report.md")}')
   for method, per in out['methods'].items():
     print(method, ' '.join(f'{s}: {v["final_return"]["mean"]:.1f}' for s, v in per.items()))
 

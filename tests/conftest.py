@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')   # as the launcher: no XLA warnings on stderr
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -71,13 +71,13 @@ def test_baseline_stages_report_and_resume_after_a_stop(tmp_path, monkeypatch):
 
 
 def test_bad_baseline_settings_stop_at_once_with_the_fix(tmp_path):
-  for bad, message in (({'baselines.rl2.core_size': 0}, 'core_size=0 must be >= 1'),
-                       ({'baselines.rl2.trial_episodes': 0}, 'trial_episodes=0 must be >= 1'),
-                       ({'baselines.meta_factor': 0}, 'meta_factor=0 must be >= 1'),
+  for bad, message in (({'baselines.rl2.core_size': 0}, 'core_size=0 must be an int >= 1'),
+                       ({'baselines.rl2.trial_episodes': 0}, 'trial_episodes=0 must be an int >= 1'),
+                       ({'baselines.meta_factor': 0}, 'meta_factor=0 must be an int >= 1'),
                        ({'baselines.maml.num_envs': 600}, 'lower --config.baselines.maml.num_envs'),
-                       ({'baselines.maml.inner_lr': 0.0}, 'inner_lr=0.0 must be > 0'),
-                       ({'baselines.pearl.latent_size': 0}, 'latent_size=0 must be >= 1'),
-                       ({'methods': 'apb,rl3'}, "unknown method 'rl3'")):
+                       ({'baselines.maml.inner_lr': 0.0}, 'inner_lr=0.0 must be a float > 0'),
+                       ({'baselines.pearl.latent_size': 0}, 'latent_size=0 must be an int >= 1'),
+                       ({'methods': 'apb,rl3'}, '--config.methods=apb,rl3 must be')):
     with pytest.raises(ValueError, match=message) as info:
       experiment.Experiment(_config(**bad), str(tmp_path / 'bad'), family=BANDIT)
     assert '\n' not in str(info.value) and not os.path.exists(tmp_path / 'bad')

@@ -15,7 +15,7 @@ import time
 import jax
 import numpy as np
 
-from apb_jax import adapt, checkpoint, files, policy
+from apb_jax import adapt, checkpoint, policy
 
 
 def meta_stage(exp, name: str, learner, params, family, extract, make=None) -> dict:
@@ -28,7 +28,7 @@ def meta_stage(exp, name: str, learner, params, family, extract, make=None) -> d
                                          method=name.split('_', 1)[1], split='train')
     checkpoint.save_params(path, extract(state))
     exp.finish(name, out, ckpt)
-  return checkpoint.restore_params(path)
+  return checkpoint.restore_params(path, fix=f'delete results/{name}.json to run {name} again')
 
 
 def tied_params(rng, family, policy_config, k: int, obs_size: int | None = None) -> dict:
@@ -69,7 +69,7 @@ def adapt_stage(exp, method: str, split: str, per_index_fn, trained, steps_per_i
   name = f'adapt_{method}_{split}'
   result_path = exp.path('results', f'{name}.json')
   if os.path.exists(result_path):
-    return files.read_json(result_path)
+    return exp.result(name)
   tasks = adapt.repeat_tasks(exp.tasks[split], c.adapt.seeds)
   rng = exp.key(f'adapt/{split}')
   start = time.perf_counter()

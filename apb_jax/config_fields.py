@@ -1,0 +1,94 @@
+"""Every field of an experiment's config, with its default and its valid values.
+
+    config = config_fields.defaults()     # the `default` profile's base, before a family's changes
+    schema.problems(config, FIELDS)       # what `run_config.validate` checks first
+
+Profiles and family changes live in `experiments/configs/` (`common.py`, `<family>.py`);
+a field that a later change adds is declared here, with its rule, or the config
+is refused. Budgets are env steps per task. Rules that tie fields together
+(budgets that divide into rollouts and evaluations, a buffer that holds a
+batch) are checked by the learner configs, in the same `validate` pass.
+"""
+
+from __future__ import annotations
+
+from apb_jax import adapt, baselines, meta_train, policy, schema
+from apb_jax.learners.config import ALGOS, EXPLORATIONS
+from apb_jax.schema import Choice, Flag, Int, Names, Real, Text, Widths
+
+PROFILES = ('smoke', 'default', 'paper')
+SPLITS = ('test_id', 'test_ood')
+METHOD_NAMES = (*adapt.METHODS, *baselines.NAMES)
+
+_LR = dict(above=0.0)          # learning rates, temperatures, scales: > 0
+_UNIT = dict(low=0.0, high=1.0)
+
+FIELDS = {
+    'task': Text(''),                       # the family (checked against apb_jax.tasks.names())
+    'profile': Choice('default', choices=PROFILES),
+    'seed': Int(0, low=0),
+    'methods': Names('apb,apb_randominit,scratch,finetune', choices=METHOD_NAMES),
+    'splits': Names('test_id,test_ood', choices=SPLITS),
+    'learner': Choice('sac', choices=ALGOS),     # ppo reads its settings from `ppo`
+    'exploration': Choice('action', choices=EXPLORATIONS),   # the adaptation protocol
+    'backbone_from': Text(''),   # a run directory whose meta-trained backbone to reuse
+    'oracle_factor': Int(5, low=1),   # the oracle's budget, in multiples of adapt.total_steps
+    # core_size > 0 adds a GRU between backbone and output adapter (PPO only; see policy.py).
+    'policy': {'widths': Widths((256, 256, 256)),
+               'activation': Choice('relu', choices=tuple(sorted(policy.ACTIVATIONS))),
+               'core_size': Int(0, low=0)},
+    # SAC and TD3 (apb_jax.learners.LearnerConfig fields), every stage.
+    'rl': {'num_envs': Int(16, low=1), 'batch_size': Int(256, low=1),
+           'grad_updates_per_step': Int(4, low=1), 'buffer_size': Int(1_000_000, low=1),
+           'warmup_steps': Int(2_048, low=0), 'eval_episodes': Int(4, low=1),
+           'gamma': Real(0.99, **_UNIT), 'tau': Real(0.005, above=0.0, high=1.0),
+           'actor_lr': Real(3e-4, **_LR), 'critic_lr': Real(3e-4, **_LR),
+           'alpha_lr': Real(3e-4, **_LR), 'init_alpha': Real(1.0, **_LR),
+           'reward_scale': Real(1.0, **_LR), 'normalize_obs': Flag(True),
+           'critic_widths': Widths((256, 256))},
+    # PPO (apb_jax.learners.PPOConfig fields), when learner=ppo. One rollout is num_envs *
+    # unroll_length env steps per task; every budget and eval_every must be a multiple of
+    # it. lr 1e-3, measured: cheetah_vel test_id, 4 tasks, 30,720 steps, mean final eval
+    # return from -273 (mode all / adapters): lr 3e-4 -270 / -272 (only the std shrinks),
+    # 1e-3 -156 / -197, 3e-3 -185 / -118. The linear adapters want a larger step than the
+    # whole network; 1e-3 lets both learn.
+    'ppo': {'num_envs': Int(16, low=1), 'unroll_length': Int(32, low=1), 'epochs': Int(8, low=1),
+            'num_minibatches': Int(4, low=1), 'lr': Real(1e-3, **_LR),
+            'max_grad_norm': Real(0.5, low=0.0),      # 0 turns the clip off
+            'gamma': Real(0.99, **_UNIT), 'gae_lambda': Real(0.95, **_UNIT),
+            'clip_eps': Real(0.2, above=0.0), 'value_coef': Real(0.5, low=0.0),
+            'entropy_coef': Real(1e-3, low=0.0), 'normalize_advantage': Flag(True),
+            'reward_scale': Real(1.0, **_LR), 'normalize_obs': Flag(True),
+            'value_widths': Widths((256, 256)), 'core_reset_episodes': Int(1, low=1)},
+    'meta': {
+        'method': Choice('rl', choices=meta_train.METHODS),  # rl: multi-task RL; bc: distil
+        'num_tasks': Int(8, low=1), 'total_steps': Int(204_800, low=1),
+        'eval_every': Int(20_480, low=1),
+        'distill': {'steps': Int(2_000, low=1), 'batch_size': Int(256, low=1),
+                    'lr': Real(1e-3, **_LR), 'demo_steps': Int(8_192, low=1),
+                    'behaviour_noise': Real(0.2, low=0.0)}},
+    'adapt': {'num_tasks': Int(4, low=1), 'seeds': Int(2, low=1),
+              'total_steps': Int(30_720, low=1), 'eval_every': Int(3_072, low=1)},
+    # Meta-RL baselines (apb_jax/baselines), run when named in `methods`, meta-trained on
+    # the same train tasks with meta.total_steps * meta_factor env steps per task.
+    # rl2: PPO (the `ppo` settings) with a GRU of core_size on trials of trial_episodes
+    # episodes. pearl: SAC (the `rl` settings) with oyster's encoder settings
+    # (configs/default.py); the next obs in the context, which the dynamics families need
+    # (oyster issue #4). maml: ProMP's settings (run_scripts/pro-mp_run_mujoco.py);
+    # num_envs episodes per rollout.
+    'baselines': {
+        'meta_factor': Int(1, low=1),
+        'rl2': {'trial_episodes': Int(2, low=1), 'core_size': Int(128, low=1)},
+        'pearl': {'latent_size': Int(5, low=1), 'kl_weight': Real(0.1, low=0.0),
+                  'context_size': Int(100, low=1), 'encoder_widths': Widths((200, 200, 200)),
+                  'encoder_lr': Real(3e-4, **_LR), 'use_next_obs': Flag(True)},
+        'maml': {'num_envs': Int(20, low=1), 'inner_lr': Real(0.1, **_LR),
+                 'lr': Real(1e-3, **_LR), 'outer_steps': Int(5, low=1),
+                 'clip_eps': Real(0.3, above=0.0), 'inner_kl_coef': Real(5e-4, low=0.0),
+                 'gamma': Real(0.99, **_UNIT), 'normalize_obs': Flag(True)}},
+}
+
+
+def defaults():
+  """An `ml_collections.ConfigDict` of every field's default."""
+  return schema.defaults(FIELDS)
