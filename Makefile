@@ -1,30 +1,49 @@
 # APB-JAX. Every target installs what it needs first (`make install`).
+# ACCEL=cuda12|cuda13|tpu adds the jax plugin of that accelerator (default cpu: none).
+# Launches use whatever device jax finds; the tests pin themselves to the CPU.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-STAMP  := $(VENV)/.installed
+ACCEL  ?= cpu
+ACCELS := cpu cuda12 cuda13 tpu
+STAMP  := $(VENV)/.installed-$(ACCEL)
 RUFF   := $(VENV)/bin/ruff
-export JAX_PLATFORMS ?= cpu
+JAX_VERSION := $(shell sed -n 's/^jax==\([^ ]*\).*/\1/p' requirements.txt)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test test-all lint bench bench-envs experiment clean
+.PHONY: install test test-all test-latest lint bench bench-envs experiment clean
 
 install: $(STAMP)
 
 # Re-runs only when requirements.txt or setup.cfg change.
 $(STAMP): requirements.txt setup.cfg pyproject.toml
+	@echo " $(ACCELS) " | grep -q " $(ACCEL) " || { echo "error: unknown ACCEL=$(ACCEL); choose one of: $(ACCELS)"; exit 2; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip "setuptools>=64"
 	$(PIP) install -q -r requirements.txt
+	test "$(ACCEL)" = cpu || $(PIP) install -q "jax[$(ACCEL)]==$(JAX_VERSION)"
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 test: install
-	$(PY) -m pytest -m "not slow" -q --durations=20
+	JAX_PLATFORMS=cpu $(PY) -m pytest -m "not slow" -q --durations=20
 
 test-all: install
-	$(PY) -m pytest -q --durations=20
+	JAX_PLATFORMS=cpu $(PY) -m pytest -q --durations=20
+
+# The suite on the newest releases, nothing pinned, in its own venv (not CI; issue 11).
+# brax.training is not used by the suite (it breaks on jax >= 0.10, google/brax#671).
+LATEST_PYTHON ?= python3.13
+LATEST := .venv-latest
+test-latest:
+	test -x $(LATEST)/bin/python || $(LATEST_PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip "setuptools>=64"
+	$(LATEST)/bin/python -m pip install -q --upgrade jax flax optax chex orbax-checkpoint brax \
+	    mujoco mujoco-mjx absl-py ml-collections matplotlib tensorboardX pytest
+	$(LATEST)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	$(LATEST)/bin/python -m pip list 2>/dev/null | grep -iE "^(jax|jaxlib|flax|optax|chex|orbax-checkpoint|brax|mujoco|mujoco-mjx) "
+	JAX_PLATFORMS=cpu $(LATEST)/bin/python -m pytest -m "not slow" -q --durations=20 $(ARGS)
 
 $(RUFF): $(STAMP)
 	$(PIP) install -q ruff==0.17.5
@@ -52,4 +71,4 @@ experiment: install
 	$(PY) -m experiments.run --config=experiments/configs/$(TASK).py:$(PROFILE) --workdir=$(WORKDIR) $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache *.egg-info
+	rm -rf $(VENV) $(LATEST) .pytest_cache *.egg-info

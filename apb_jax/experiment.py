@@ -48,7 +48,7 @@ def _key(config, name: str):
 def versions() -> dict:
   out = {p: _version(p) for p in PACKAGES}
   out.update(python=platform.python_version(), platform=platform.platform(),
-             devices=[d.device_kind for d in jax.devices()])
+             backend=jax.default_backend(), devices=[d.device_kind for d in jax.devices()])
   return out
 
 

@@ -205,12 +205,12 @@ def _speedup_line(apb: Mapping, scratch: Mapping) -> str:
   """How many times fewer (or more) env steps apb needed than scratch to reach the threshold."""
   def runs(t):
     return f"{t['median']:.0f} steps, {t['fraction_reached']:.0%} of runs reached it" if (
-        t['median'] is not None) else f"fewer than half the runs reached it ({t['fraction_reached']:.0%})"
+        t['median'] is not None) else f"no median ({t['fraction_reached']:.0%} of runs reached it)"
   head = (f"Steps to scratch's mean final return ({apb['threshold']:.2f}), median over runs: "
           f"apb {runs(apb)}; scratch {runs(scratch)}.")
   a, s = apb['median'], scratch['median']
   if a is None or s is None:
-    verdict = 'no ratio: a median is never reached.'
+    verdict = 'No ratio: a median is never reached.'
   elif a == 0:
     verdict = 'apb starts at or above it, before any training.'
   elif a <= s:

@@ -53,9 +53,14 @@ def main(argv):
 def launch(config, workdir: str, show_progress: bool = True) -> None:
   """Runs the experiment in `workdir`; a bad setting or a damaged run directory exits
   (status 1) with one line naming the fix."""
+  import jax
+
   from apb_jax import cache, experiment   # after flag parsing: --help stays fast
   cache.enable_compilation_cache()
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
+  devices = jax.local_devices()
+  print(f'jax {jax.__version__} on {jax.default_backend()}: {len(devices)} x '
+        f'{devices[0].device_kind} (the task axis is sharded over them)', flush=True)
   try:
     out = experiment.run(config, workdir, show_progress=show_progress)
   except (ValueError, FloatingPointError) as e:

@@ -47,21 +47,30 @@ def compiled():
   return get
 
 
+def shard_run(module: str, changes: dict) -> dict:
+  """Mode 'shared' on the action probe (PROBE of test module `module`, 4 tasks) on the
+  devices this process has: curves, the output adapter's kernel [4, ...], the backbone's
+  first kernel, the device count and the kernel's shard count."""
+  import importlib
+  from apb_jax.learners import make_train
+  from apb_jax.tasks.probes import make_probe
+  mod = importlib.import_module(module)
+  family = make_probe('action')
+  config = mod.PROBE.replace(total_steps=512, eval_every=256, mode='shared', **changes)
+  result = make_train(config, family).train(mod._key(3), family.sample(mod._key(0), 4, 'train'),
+                                            mod._init_params(4), show_progress=False)
+  kernel = result.state.agent.actor['adapters']['out']['kernel']
+  backbone = result.state.shared.backbone['dense_0']['kernel']
+  return {'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
+          'curves': np.asarray(result.curves).tolist(), 'kernel': np.asarray(kernel).tolist(),
+          'backbone': np.asarray(backbone).tolist()}
+
+
 SHARD_SCRIPT = """
-import json, sys, jax, numpy as np
+import json, sys
 sys.path.insert(0, {tests!r})
-from {module} import PROBE, _init_params, _key
-from apb_jax.learners import make_train
-from apb_jax.tasks.probes import make_probe
-family = make_probe('action')
-config = PROBE.replace(total_steps=512, eval_every=256, mode='shared', **{changes!r})
-result = make_train(config, family).train(_key(3), family.sample(_key(0), 4, 'train'),
-                                          _init_params(4), show_progress=False)
-kernel = result.state.agent.actor['adapters']['out']['kernel']
-backbone = result.state.shared.backbone['dense_0']['kernel']
-print(json.dumps({{'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
-                  'curves': result.curves.tolist(), 'kernel': np.asarray(kernel).tolist(),
-                  'backbone': np.asarray(backbone).tolist()}}))
+from conftest import shard_run
+print(json.dumps(shard_run({module!r}, {changes!r})))
 """
 
 
@@ -82,7 +91,7 @@ def sharded_matches_single():
   def check(module, **changes):
     code = SHARD_SCRIPT.format(tests=str(pathlib.Path(__file__).parent), module=module,
                                changes=changes)
-    one, two = _run_with_devices(code, 1), _run_with_devices(code, 2)
+    one, two = shard_run(module, changes), _run_with_devices(code, 2)   # this process: 1 device
     assert (one['devices'], two['devices'], two['shards']) == (1, 2, 2)
     for name in ('curves', 'kernel', 'backbone'):
       np.testing.assert_allclose(two[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)

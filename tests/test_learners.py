@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from apb_jax import policy
-from apb_jax.learners import LearnerConfig, agents, make_train, networks
+from apb_jax.learners import LearnerConfig, agents, make_train, memory, networks
 from apb_jax.tasks.probes import make_probe
 
 PROBE_POLICY = policy.PolicyConfig(widths=(32, 32))
@@ -206,6 +206,33 @@ def test_wrong_task_axis_and_bad_config_fail_with_the_fix():
     PROBE.replace(total_steps=1000)
   with pytest.raises(ValueError, match="choose one of \\['sac', 'td3'\\]"):
     PROBE.replace(algo='ppo')
+
+
+def test_state_too_large_for_the_device_stops_before_compiling():
+  """2 tasks x 2^30 transitions of the probe (>= 5 floats each): >= 40 GiB, held twice."""
+  family = make_probe('constant')
+  big = PROBE.replace(buffer_size=2 ** 30)
+  abstract = jax.eval_shape(make_train(big, family)._init, *make_train(big, family)._init_args(
+      _key(0), family.sample(_key(0), 2, 'train'), _init_params(2)))
+  assert memory.state_bytes(abstract) > 2 * 2 ** 30 * 5 * 4
+  with pytest.raises(ValueError, match=r'needs \d+\.\d GiB per device, held twice .* lower '
+                     '--config.rl.buffer_size'):
+    memory.check_fits(abstract, 2, devices=[_Device(16 * 2 ** 30)])
+  memory.check_fits(abstract, 2, devices=[_Device(128 * 2 ** 30)])       # fits: no error
+  with pytest.raises(ValueError, match='GiB per device'):                # the real device
+    make_train(big, family).init(
+        _key(0), family.sample(_key(0), 2, 'train'), _init_params(2))
+
+
+class _Device:
+  """A stand-in device with `limit` bytes of memory."""
+  platform, device_kind = 'gpu', 'test GPU'
+
+  def __init__(self, limit):
+    self.limit = limit
+
+  def memory_stats(self):
+    return {'bytes_limit': self.limit}
 
 
 def test_task_axis_sharded_over_two_devices_equals_single_device(sharded_matches_single):

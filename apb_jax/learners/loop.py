@@ -26,7 +26,7 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import numpy as np
 
-from apb_jax.learners import sharding
+from apb_jax.learners import memory, sharding
 from apb_jax.learners.shared import TASK_AXIS
 from apb_jax.progress import Progress
 
@@ -85,8 +85,11 @@ class HostLoop:
 
   def init(self, rng, tasks, init_params):
     """Batched learner state for K tasks: `tasks` leaves `[K, ...]`, `init_params =
-    {'backbone': unbatched, 'adapters': leaves [K, ...]}`."""
-    return self._init(*self._init_args(rng, tasks, init_params))
+    {'backbone': unbatched, 'adapters': leaves [K, ...]}`. A state too large for the
+    devices stops here, before anything compiles (memory.check_fits)."""
+    args = self._init_args(rng, tasks, init_params)
+    memory.check_fits(jax.eval_shape(self._init, *args), jax.tree.leaves(tasks)[0].shape[0])
+    return self._init(*args)
 
   def compile(self, state) -> float:
     """Compiles chunk and evaluate for `state`'s shapes ahead of time; returns the seconds.
