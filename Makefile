@@ -34,7 +34,8 @@ test-all: install
 
 # The suite on the newest releases, nothing pinned, in its own venv (not CI; issue 11).
 # brax.training is not used by the suite (it breaks on jax >= 0.10, google/brax#671).
-LATEST_PYTHON ?= python3.13
+# The newest Python here: python3.13, python3.12, a pyenv 3.13, else python3.
+LATEST_PYTHON ?= $(firstword $(foreach p,python3.13 python3.12 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python) python3,$(shell $(p) -c 'import sys; print(sys.executable)' 2>/dev/null)))
 LATEST := .venv-latest
 test-latest:
 	test -x $(LATEST)/bin/python || $(LATEST_PYTHON) -m venv $(LATEST)
