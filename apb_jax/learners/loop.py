@@ -88,7 +88,8 @@ class HostLoop:
     {'backbone': unbatched, 'adapters': leaves [K, ...]}`. A state too large for the
     devices stops here, before anything compiles (memory.check_fits)."""
     args = self._init_args(rng, tasks, init_params)
-    memory.check_fits(jax.eval_shape(self._init, *args), jax.tree.leaves(tasks)[0].shape[0])
+    # The jitted function's own eval_shape: the call below reuses its trace.
+    memory.check_fits(self._init.eval_shape(*args), jax.tree.leaves(tasks)[0].shape[0])
     return self._init(*args)
 
   def compile(self, state) -> float:
