@@ -71,7 +71,7 @@ class StageCheckpoints:
       return (state, out.meta['chunks_done'], curves), out.meta['extra']
     except Exception as e:     # orbax raises many kinds (ValueError, KeyError, OSError, ...)
       raise files.RunFileError(
-          f'{self.directory} holds a checkpoint that cannot be restored ({_first_line(e)}); '
+          f'{self.directory} holds a checkpoint that cannot be restored ({files.first_line(e)}); '
           'delete that directory to start the stage again from its beginning.') from None
 
   def remove(self) -> None:
@@ -106,9 +106,4 @@ def restore_params(directory: str, fix: str = 'start a new --workdir'):
     return ocp.StandardCheckpointer().restore(os.path.abspath(directory))
   except Exception as e:     # orbax raises many kinds (ValueError, FileNotFoundError, ...)
     raise files.RunFileError(f'{directory} holds no params that can be restored '
-                             f'({_first_line(e)}); {fix}.') from None
-
-
-def _first_line(error: Exception) -> str:
-  text = str(error).strip()
-  return f'{type(error).__name__}: {text.splitlines()[0][:200]}' if text else type(error).__name__
+                             f'({files.first_line(e)}); {fix}.') from None

@@ -87,10 +87,9 @@ class Experiment:
     """Checks the run directory and every file already in it; returns (config.json,
     tasks.json, versions.json) as found (None where absent). Writes nothing."""
     _check_workdir(self.dir)
-    config_json = json.loads(self.config.to_json_best_effort())
     old = self._read_if_there('config.json')
     if old is not None:
-      diff = sorted(_flat_diff(old, config_json))
+      diff = sorted(_flat_diff(old, self._config_json()))
       if diff:
         raise ValueError(
             f'{self.dir} holds a run with another config ({"; ".join(diff[:3])}); rerun with '
@@ -108,11 +107,9 @@ class Experiment:
     run that stops here has changed nothing that was written before."""
     if saved is not None:
       self.tasks = self._tasks_from(saved)
-    config_json = json.loads(self.config.to_json_best_effort())
-    # Everything there is readable: now write what is missing.
     os.makedirs(self.dir, exist_ok=True)
     if old is None:
-      files.write_json(self.path('config.json'), config_json)
+      files.write_json(self.path('config.json'), self._config_json())
     if saved is None:
       sets = {split: json.loads(self.family.tasks_to_json(
           self.family.sample(_key(self.config, f'tasks/{split}'), n, split), split))
@@ -127,6 +124,9 @@ class Experiment:
         old_versions.get('resumed_with', [])):     # a resume on other software: keep both
       files.write_json(self.path('versions.json'), dict(
           old_versions, resumed_with=[*old_versions.get('resumed_with', []), now]))
+
+  def _config_json(self) -> dict:
+    return json.loads(self.config.to_json_best_effort())
 
   def _read_if_there(self, name, keys=()):
     """A top-level JSON file of the run directory, or None if absent (RunFileError if bad)."""

@@ -40,6 +40,12 @@ class RunFileError(ValueError):
   """A run-directory file that cannot be used; the message names the file and the fix."""
 
 
+def first_line(error: Exception) -> str:
+  """'Type: first line of the message' (at most 200 characters), to quote in one line."""
+  text = str(error).strip()
+  return f'{type(error).__name__}: {text.splitlines()[0][:200]}' if text else type(error).__name__
+
+
 def read_json(path: str, fix: str = 'restore it or start a new --workdir',
               keys: Sequence[str] = ()) -> Any:
   """The JSON object in `path`. A file that cannot be read or parsed, or (with `keys`) is not

@@ -15,13 +15,10 @@ import os
 from apb_jax import adapt, baselines, config_fields, policy, schema, tasks
 from apb_jax.config_fields import SPLITS
 from apb_jax.learners import LearnerConfig, PPOConfig
+from apb_jax.schema import csv
 
 __all__ = ['SPLITS', 'csv', 'policy_config', 'ppo_config', 'learner_config',
            'off_policy_config', 'validate', 'needs_meta_backbone']
-
-
-def csv(text: str) -> list[str]:
-  return [x.strip() for x in str(text).split(',') if x.strip()]
 
 
 def policy_config(config) -> policy.PolicyConfig:

@@ -30,6 +30,11 @@ class Field:
     return str(self.default)
 
 
+def csv(text: str) -> list[str]:
+  """'apb, scratch,' -> ['apb', 'scratch']: the names of a comma-separated field."""
+  return [x.strip() for x in str(text).split(',') if x.strip()]
+
+
 def _is_int(value) -> bool:
   return isinstance(value, int) and not isinstance(value, bool)
 
@@ -96,7 +101,7 @@ class Names(Field):
   choices: tuple = ()
 
   def rule(self, value):
-    names = [x.strip() for x in str(value).split(',') if x.strip()] if isinstance(value, str) else []
+    names = csv(value) if isinstance(value, str) else []
     ok = names and all(n in self.choices for n in names) and len(set(names)) == len(names)
     return None if ok else f'a comma-separated list of distinct names from {list(self.choices)}'
 
