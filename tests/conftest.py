@@ -47,6 +47,14 @@ def compiled():
   return get
 
 
+def set_fields(config, changes: dict):
+  """`config` with `changes` ({'rl.gamma': 0.5, 'baselines.rl2.core_size': 8}) set; returns it."""
+  for key, value in changes.items():
+    group, _, name = key.rpartition('.')
+    (config[group] if group else config)[name] = value
+  return config
+
+
 def shard_run(module: str, changes: dict) -> dict:
   """Mode 'shared' on the action probe (PROBE of test module `module`, 4 tasks) on the
   devices this process has: curves, the output adapter's kernel [4, ...], the backbone's

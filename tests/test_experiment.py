@@ -23,6 +23,7 @@ import pytest
 from apb_jax import checkpoint, experiment, files, meta_train, metrics, policy, tasks
 from apb_jax.learners import LearnerConfig, make_train
 from apb_jax.tasks.probes import make_probe
+from conftest import set_fields
 from experiments.configs import common
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,10 +41,7 @@ def probe_config(**changes):
   c.policy.update(widths=(16, 16), activation='tanh')   # tanh'(0) = 1: the probe's obs is 0
   c.meta.update(num_tasks=3, total_steps=2048, eval_every=1024)
   c.adapt.update(num_tasks=2, seeds=2, total_steps=4096, eval_every=2048)
-  for key, value in changes.items():
-    group, _, name = key.rpartition('.')
-    (c[group] if group else c)[name] = value
-  return c
+  return set_fields(c, changes)
 
 
 PROBE = make_probe('action')

@@ -17,19 +17,14 @@ import pytest
 
 from apb_jax import checkpoint, config_fields, experiment, schema
 from experiments import run
+from conftest import set_fields
 from experiments.configs import common
 
 def smoke_config(**changes):
   """cheetah_vel's smoke config as the launcher builds it, with `changes` ({'rl.gamma': 2.0})."""
   c = common.get_config('cheetah_vel', 'smoke')
   c.methods = 'apb,scratch'
-  for key, value in changes.items():
-    group, _, name = key.rpartition('.')
-    node = c
-    for part in filter(None, group.split('.')):
-      node = node[part]
-    node[name] = value
-  return c
+  return set_fields(c, changes)
 
 
 def _stop_line(capfd, workdir, **changes) -> str:
