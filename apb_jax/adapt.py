@@ -3,11 +3,22 @@
 The methods compared on every test task (design table):
 
   method          backbone at the start        what trains                 budget
-  apb             meta-trained                 adapters (+ a fresh critic)  1x
-  apb_randominit  freshly initialised, random  adapters (+ a fresh critic)  1x
+  apb             meta-trained                 adapters (+ a critic, below) 1x
+  apb_randominit  freshly initialised, random  adapters (+ a critic, below) 1x
   scratch         freshly initialised, random  everything (standard RL)     1x
   finetune        meta-trained                 everything                   1x
   oracle          freshly initialised, random  everything                   oracle_factor x
+
+The critic (`--config.adapt.critic`, SAC/TD3; `critic_setup`):
+  fresh          every method learns a fresh twin MLP critic (the paper's protocol);
+  meta           meta-training also trains one shared critic backbone (the APB
+                 critic layout, learners/networks.py); `apb` freezes it and trains
+                 fresh critic adapters, exactly as its actor; `apb_randominit`
+                 does the same over the random critic backbone meta-training
+                 started from; `finetune` starts from the meta-trained critic
+                 and trains all of it;
+  meta_finetune  as `meta`, but the apb methods' critic backbone trains too.
+`scratch` and `oracle` (standard RL) always learn a fresh critic.
 
 `apb_randominit` and `scratch` start from the same random backbone as
 meta-training did, so `apb` vs `apb_randominit` isolates what meta-training
@@ -41,6 +52,24 @@ METHODS = {
     'finetune': Method(backbone='meta', mode='all'),
     'oracle': Method(backbone='random', mode='all', oracle=True),
 }
+
+
+CRITICS = ('fresh', 'meta', 'meta_finetune')   # --config.adapt.critic
+
+
+def meta_critic_mode(critic: str) -> str:
+  """The learner's critic_mode in meta-training (route 'rl') for `--config.adapt.critic`."""
+  return 'mlp' if critic == 'fresh' else 'shared'
+
+
+def critic_setup(method_name: str, critic: str):
+  """(learner critic_mode, critic backbone source: None, 'meta' or 'random') of a method."""
+  m = method(method_name)
+  if critic == 'fresh' or m.backbone == 'random' and m.mode == 'all':   # scratch, oracle
+    return 'mlp', None
+  if m.mode == 'all':                                                   # finetune
+    return 'all', 'meta'
+  return ('adapters' if critic == 'meta' else 'all'), m.backbone
 
 
 def method(name: str) -> Method:

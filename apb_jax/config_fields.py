@@ -67,8 +67,10 @@ FIELDS = {
         'distill': {'steps': Int(2_000, low=1), 'batch_size': Int(256, low=1),
                     'lr': Real(1e-3, **_LR), 'demo_steps': Int(8_192, low=1),
                     'behaviour_noise': Real(0.2, low=0.0)}},
+    # critic: what the SAC/TD3 critic starts from at adaptation (see apb_jax/adapt.py).
     'adapt': {'num_tasks': Int(4, low=1), 'seeds': Int(2, low=1),
-              'total_steps': Int(30_720, low=1), 'eval_every': Int(3_072, low=1)},
+              'total_steps': Int(30_720, low=1), 'eval_every': Int(3_072, low=1),
+              'critic': Choice('fresh', choices=adapt.CRITICS)},
     # Meta-RL baselines (apb_jax/baselines), run when named in `methods`, meta-trained on
     # the same train tasks with meta.total_steps * meta_factor env steps per task.
     # rl2: PPO (the `ppo` settings) with a GRU of core_size on trials of trial_episodes

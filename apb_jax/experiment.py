@@ -3,7 +3,8 @@
     report = experiment.run(config, workdir)     # config: ml_collections, see experiments/configs
 
 Stages and what marks them done (files under `workdir`):
-  meta_train           results/meta_train.json, checkpoints/backbone/ (the backbone alone)
+  meta_train           results/meta_train.json, checkpoints/backbone/ (the backbone alone;
+                       with --config.adapt.critic=meta[_finetune] also checkpoints/critic_backbone/)
                        route 'bc': results/meta_experts.json first, then the distillation
   random_return        results/random_return.json
   adapt_<method>_<split>  results/adapt_<method>_<split>.json (curves, timing)
@@ -30,7 +31,7 @@ import numpy as np
 
 from apb_jax import adapt, baselines, checkpoint, evaluation, files, meta_train, policy, report
 from apb_jax import tasks
-from apb_jax.learners import make_train
+from apb_jax.learners import make_train, networks
 from apb_jax.metrics import MetricsLog
 from apb_jax.run_config import (SPLITS, csv, learner_config, needs_meta_backbone, policy_config,
                                 validate)
@@ -226,9 +227,16 @@ class Experiment:
     """The backbone apb_randominit and scratch start from (and meta-training too)."""
     return policy.init_backbone(_key(self.config, 'backbone_init'), policy_config(self.config))
 
-  def _init_params(self, name, backbone, n_runs):
-    return adapt.init_params(_key(self.config, name), backbone, n_runs, self.family.obs_size,
-                             self.family.action_size, policy_config(self.config))
+  def random_critic_backbone(self):
+    """The critic backbone meta-training starts from (and apb_randominit's, with critic=meta)."""
+    return networks.init_critic_backbone(_key(self.config, 'critic_backbone_init'),
+                                         self.config.rl.critic_widths)
+
+  def _init_params(self, name, backbone, n_runs, critic_backbone=None):
+    params = adapt.init_params(_key(self.config, name), backbone, n_runs,
+                               self.family.obs_size, self.family.action_size,
+                               policy_config(self.config))
+    return params if critic_backbone is None else dict(params, critic_backbone=critic_backbone)
 
   def meta_backbone(self):
     """The meta-trained backbone: from --config.backbone_from, or trained here."""
@@ -240,8 +248,10 @@ class Experiment:
       adapt.check_backbone(backbone, policy_config(c), source)
       return backbone
     if not os.path.exists(self.path('results', 'meta_train.json')):
-      backbone, adapters, out, ckpt = (self._meta_rl() if c.meta.method == 'rl'
-                                       else self._meta_bc())
+      backbone, adapters, out, ckpt, critic = (self._meta_rl() if c.meta.method == 'rl'
+                                               else (*self._meta_bc(), None))
+      if critic is not None:
+        checkpoint.save_params(self.path('checkpoints', 'critic_backbone'), {'backbone': critic})
       checkpoint.save_params(self.path('checkpoints', 'backbone'), {'backbone': backbone})
       checkpoint.save_params(self.path('checkpoints', 'meta_adapters'), adapters)
       self.finish('meta_train', out, ckpt)
@@ -249,13 +259,26 @@ class Experiment:
                                      fix='delete results/meta_train.json to run meta_train '
                                      'again')['backbone']
 
+  def meta_critic_backbone(self):
+    """The meta-trained critic backbone (--config.adapt.critic=meta[_finetune]), saved by this
+    run's meta_train or by --config.backbone_from's; call after `meta_backbone`."""
+    source = os.path.join(self.config.backbone_from or self.dir, 'checkpoints', 'critic_backbone')
+    return checkpoint.restore_params(
+        source, fix='meta-train with the same --config.adapt.critic')['backbone']
+
   def _meta_rl(self):
+    """(backbone, train adapters, result, checkpoints, critic backbone or None)."""
     c, train = self.config, self.tasks['train']
-    learner = learner_config(c, 'shared', c.meta.total_steps, c.meta.eval_every)
-    params = self._init_params('meta/adapters', self.random_backbone(), c.meta.num_tasks)
+    critic_mode = adapt.meta_critic_mode(c.adapt.critic) if c.learner != 'ppo' else 'mlp'
+    learner = learner_config(c, 'shared', c.meta.total_steps, c.meta.eval_every,
+                             critic_mode=critic_mode)
+    params = self._init_params('meta/adapters', self.random_backbone(), c.meta.num_tasks,
+                               self.random_critic_backbone() if critic_mode != 'mlp' else None)
     out, state, ckpt = self.learner_stage('meta_train', learner, _key(c, 'meta/rl'), train,
                                            params, method='rl', split='train')
-    return state.shared.backbone, state.agent.actor['adapters'], out, ckpt
+    critic = (jax.tree.map(lambda x: x[0], state.agent.critic['backbone'])   # tied copies
+              if critic_mode != 'mlp' else None)
+    return state.shared.backbone, state.agent.actor['adapters'], out, ckpt, critic
 
   def _meta_bc(self):
     c, train = self.config, self.tasks['train']
@@ -292,11 +315,14 @@ class Experiment:
   def adapt(self, method_name, split, meta_backbone):
     c, m = self.config, adapt.method(method_name)
     steps = c.adapt.total_steps * (c.oracle_factor if m.oracle else 1)
-    learner = learner_config(c, m.mode, steps, c.adapt.eval_every, c.exploration)
+    critic_mode, critic_from = adapt.critic_setup(method_name, c.adapt.critic)
+    learner = learner_config(c, m.mode, steps, c.adapt.eval_every, c.exploration, critic_mode)
     runs = c.adapt.num_tasks * c.adapt.seeds
     backbone = meta_backbone if m.backbone == 'meta' else self.random_backbone()
+    critic = {None: lambda: None, 'meta': self.meta_critic_backbone,
+              'random': self.random_critic_backbone}[critic_from]()
     # Common random numbers: every method of a split starts from the same adapters and seeds.
-    params = self._init_params(f'adapt/adapters/{split}', backbone, runs)
+    params = self._init_params(f'adapt/adapters/{split}', backbone, runs, critic)
     name = f'adapt_{method_name}_{split}'
     out, state, ckpt = self.learner_stage(
         name, learner, _key(c, f'adapt/{split}'), adapt.repeat_tasks(self.tasks[split], c.adapt.seeds),
@@ -335,6 +361,7 @@ class Experiment:
         {m: {s: {'steps': np.asarray(r['steps']), 'returns': np.asarray(r['curves'])}
              for s, r in per.items()} for m, per in results.items()},
         task=c.task, profile=c.profile, learner=c.learner, exploration=c.exploration,
+        critic=c.adapt.critic,
         seeds=c.adapt.seeds, random_return=random_return, budgets=self.budgets(),
         timing={'total_s': run_s, 'compile_s': compile_s, 'env_steps': env_steps,
                 'env_steps_per_s': env_steps / max(run_s - compile_s, 1e-9)})

@@ -68,7 +68,7 @@ def _checked_curve(results: Mapping, method: str, split: str) -> tuple[np.ndarra
 
 def build_report(results: Mapping, *, task: str, profile: str, learner: str, exploration: str,
                  seeds: int, random_return: Mapping, timing: Mapping,
-                 budgets: Mapping | None = None) -> dict:
+                 budgets: Mapping | None = None, critic: str = 'fresh') -> dict:
   """Summary dict of an experiment (schema in the module docstring and report.json).
 
   `budgets` (env steps per task of each phase) is stated with the claims (claims.py).
@@ -104,7 +104,8 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
         methods_out[method][split]['steps_to_threshold'] = threshold_summary(
             *splits[split], threshold)
   return {'task': str(task), 'profile': str(profile), 'learner': str(learner),
-          'exploration': str(exploration), 'seeds': seeds, 'methods': methods_out,
+          'exploration': str(exploration), 'critic': str(critic), 'seeds': seeds,
+          'methods': methods_out,
           'random_return': {str(s): float(r) for s, r in random_return.items()},
           'claims': claims_lib.compute(curves, seeds=seeds, random_return=random_return,
                                        budgets=budgets or {}),
@@ -161,7 +162,8 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
   t = report['timing']
   lines = [f"# {report['task']}", '',
            f"profile `{report['profile']}`, learner `{report['learner']}`, exploration "
-           f"`{report['exploration']}`, {report['seeds']} seeds per task", '',
+           f"`{report['exploration']}`, critic `{report.get('critic', 'fresh')}`, "
+           f"{report['seeds']} seeds per task", '',
            f"Wall time {t['total_s'] / 60:.1f} min (compile {t['compile_s']:.1f} s), "
            f"{t['env_steps']} env steps, {t['env_steps_per_s']:.0f} env steps/s", '']
   for split in _splits(report):

@@ -41,12 +41,13 @@ def ppo_config(config, mode: str, total_steps: int, eval_every: int,
 
 
 def learner_config(config, mode: str, total_steps: int, eval_every: int,
-                   exploration: str = 'action'):
+                   exploration: str = 'action', critic_mode: str = 'mlp'):
   """The learner config of one APB stage: config.learner, config.policy and config.rl (SAC,
-  TD3) or config.ppo (PPO)."""
+  TD3; `critic_mode` as LearnerConfig's) or config.ppo (PPO)."""
   if config.learner == 'ppo':
     return ppo_config(config, mode, total_steps, eval_every, exploration)
-  return off_policy_config(config, config.learner, mode, total_steps, eval_every, exploration)
+  return off_policy_config(config, config.learner, mode, total_steps, eval_every, exploration,
+                           critic_mode=critic_mode)
 
 
 def off_policy_config(config, algo: str, mode: str, total_steps: int, eval_every: int,
@@ -73,16 +74,27 @@ def validate(config, check_task: bool = True, episode_length: int = tasks.EPISOD
   if config.meta.method == 'bc' and config.policy.core_size and needs_meta_backbone(methods):
     raise ValueError('--config.meta.method=bc distils feed-forward experts; use '
                      '--config.meta.method=rl with --config.policy.core_size > 0.')
-  if config.backbone_from and not os.path.isdir(os.path.join(config.backbone_from, 'checkpoints',
-                                                             'backbone')):
-    raise ValueError(f'--config.backbone_from={config.backbone_from!r} holds no '
-                     'checkpoints/backbone/; give the run directory of a finished meta_train.')
+  for name in ('backbone', *(['critic_backbone'] if config.adapt.critic != 'fresh' else [])):
+    if config.backbone_from and not os.path.isdir(os.path.join(config.backbone_from,
+                                                               'checkpoints', name)):
+      raise ValueError(f'--config.backbone_from={config.backbone_from!r} holds no '
+                       f'checkpoints/{name}/; give the run directory of a finished meta_train'
+                       f'{" with the same --config.adapt.critic" if name != "backbone" else ""}.')
+  if config.adapt.critic != 'fresh':
+    if config.learner == 'ppo':
+      raise ValueError(f'--config.adapt.critic={config.adapt.critic} transfers the twin Q critic '
+                       "of sac/td3; PPO's value function is always fresh: use "
+                       '--config.adapt.critic=fresh with --config.learner=ppo.')
+    if config.meta.method == 'bc' and needs_meta_backbone(methods):
+      raise ValueError(f'--config.adapt.critic={config.adapt.critic} needs a meta-trained critic, '
+                       'which only --config.meta.method=rl trains (bc distils the actor); use '
+                       'one of them.')
   # Building every stage's learner config checks budgets (multiples of num_envs, ...) and
   # settings (e.g. PPO refuses param noise) up front.
   learner_group = 'ppo' if config.learner == 'ppo' else 'rl'
-  for stage, group, mode, steps, every, exploration in _learner_stages(config):
+  for stage, group, mode, steps, every, exploration, critic in _learner_stages(config):
     try:
-      learner_config(config, mode, steps, every, exploration)
+      learner_config(config, mode, steps, every, exploration, critic)
     except ValueError as e:
       raise ValueError(f'{stage} (--config.{group}.*, --config.{learner_group}.*): {e}') from None
   for name in methods:
@@ -95,11 +107,13 @@ def needs_meta_backbone(methods) -> bool:
 
 
 def _learner_stages(config):
-  """(stage, config group, mode, total_steps, eval_every, exploration) of every kind of
-  learner stage."""
+  """(stage, config group, mode, total_steps, eval_every, exploration, critic_mode) of every
+  kind of learner stage."""
   a, m = config.adapt, config.meta
+  critic = 'mlp' if config.learner == 'ppo' else a.critic   # PPO: refused above if not fresh
   yield ('meta-training', 'meta', 'shared' if m.method == 'rl' else 'all', m.total_steps,
-         m.eval_every, 'action')
-  yield 'adaptation', 'adapt', 'adapters', a.total_steps, a.eval_every, config.exploration
+         m.eval_every, 'action', adapt.meta_critic_mode(critic) if m.method == 'rl' else 'mlp')
+  yield ('adaptation', 'adapt', 'adapters', a.total_steps, a.eval_every, config.exploration,
+         adapt.critic_setup('apb', critic)[0])
   yield ('the oracle (oracle_factor x adapt.total_steps)', 'adapt', 'all',
-         a.total_steps * config.oracle_factor, a.eval_every, config.exploration)
+         a.total_steps * config.oracle_factor, a.eval_every, config.exploration, 'mlp')

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from apb_jax import policy
+from apb_jax import optim, policy
 from apb_jax.learners import networks, normalizer
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners import shared as shared_lib
@@ -62,17 +62,25 @@ def init_shared(backbone, config: LearnerConfig) -> Shared:
   return shared_lib.init(backbone, _adam(config.actor_lr), config.mode)
 
 
-def init(rng, params, obs_size, action_size, config: LearnerConfig) -> AgentState:
-  """Agent state from the actor's initial `params` and a fresh critic."""
+def critic_optimizer(config: LearnerConfig) -> optax.GradientTransformation:
+  """Adam on the critic; in critic_mode 'adapters' on its adapters only (backbone frozen)."""
+  tx = _adam(config.critic_lr)
+  return optim.adapters_only(tx) if config.critic_mode == 'adapters' else optim.all_params(tx)
+
+
+def init(rng, params, obs_size, action_size, config: LearnerConfig,
+         critic_backbone=None) -> AgentState:
+  """Agent state from the actor's initial `params` and a critic with fresh adapters (or a fresh
+  MLP, in critic_mode 'mlp'); `critic_backbone`: the APB critic's twin backbone."""
   actor = networks.trainable_actor(params, config)
-  critic = networks.init_critic(rng, obs_size, action_size, config)
+  critic = networks.init_critic(rng, obs_size, action_size, config, critic_backbone)
   log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
   return AgentState(
       actor=actor,
       target_actor=actor if config.algo == 'td3' else {},
       actor_opt=networks.actor_optimizer(_adam(config.actor_lr), config).init(actor),
       critic=critic, target_critic=critic,
-      critic_opt=_adam(config.critic_lr).init(critic),
+      critic_opt=critic_optimizer(config).init(critic),
       log_alpha=log_alpha, alpha_opt=_adam(config.alpha_lr).init(log_alpha),
       obs_stats=normalizer.init(obs_size))
 
@@ -96,6 +104,14 @@ def explore_action(rng, agent: AgentState, obs_n, backbone, config: LearnerConfi
 
 def _polyak(target, online, tau):
   return jax.tree.map(lambda t, o: (1 - tau) * t + tau * o, target, online)
+
+
+def polyak_critic(target, online, config: LearnerConfig):
+  """The target critic moved towards `online` by `tau`; a frozen critic backbone is its own
+  target (averaging it with itself would move it by rounding)."""
+  if config.critic_mode == 'adapters':
+    return dict(target, adapters=_polyak(target['adapters'], online['adapters'], config.tau))
+  return _polyak(target, online, config.tau)
 
 
 def tied_mean(grads, config):
@@ -127,8 +143,10 @@ def _critic_step(agent, obs_n, batch, target_q_next, config):
   """One critic step towards r + gamma (1 - terminal) target_q_next."""
   target = td_target(batch, target_q_next, config)
   loss, grads = jax.value_and_grad(critic_loss)(agent.critic, obs_n, batch.action, target)
-  updates, opt = _adam(config.critic_lr).update(tied_mean(grads, config), agent.critic_opt,
-                                               agent.critic)
+  grads = tied_mean(grads, config)
+  if config.critic_mode == 'shared':     # one critic backbone: its gradient is the task mean
+    grads = dict(grads, backbone=jax.lax.pmean(grads['backbone'], TASK_AXIS))
+  updates, opt = critic_optimizer(config).update(grads, agent.critic_opt, agent.critic)
   return agent.replace(critic=optax.apply_updates(agent.critic, updates),
                        critic_opt=opt), loss
 
@@ -170,7 +188,7 @@ def sac_update(agent: AgentState, shared: Shared, batch: Transition, rng,
                                                        agent.alpha_opt)
   agent = agent.replace(
       log_alpha=optax.apply_updates(agent.log_alpha, alpha_upd), alpha_opt=alpha_opt,
-      target_critic=_polyak(agent.target_critic, agent.critic, config.tau))
+      target_critic=polyak_critic(agent.target_critic, agent.critic, config))
   return agent, shared, {'critic_loss': critic_loss_value, 'actor_loss': actor_loss_value,
                          'alpha': jnp.exp(agent.log_alpha)}
 
@@ -195,7 +213,7 @@ def td3_update(agent: AgentState, shared: Shared, batch: Transition, rng,
     agent, shared, loss, _ = _actor_step(agent, shared, actor_loss, config)
     return agent.replace(
         target_actor=_polyak(agent.target_actor, agent.actor, config.tau),
-        target_critic=_polyak(agent.target_critic, agent.critic, config.tau)), shared, loss
+        target_critic=polyak_critic(agent.target_critic, agent.critic, config)), shared, loss
 
   # `update_index` is the same for every task, so this is a real branch even
   # under the task vmap (no wasted actor update on the skipped steps).

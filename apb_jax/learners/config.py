@@ -22,6 +22,7 @@ from apb_jax.policy import PolicyConfig
 ALGOS = ('sac', 'td3', 'ppo')
 OFF_POLICY = ('sac', 'td3')
 MODES = ('adapters', 'all', 'shared', 'tied')   # see learners/shared.py
+CRITIC_MODES = ('mlp', 'adapters', 'all', 'shared')   # see learners/networks.py
 EXPLORATIONS = ('action', 'param')
 
 
@@ -51,6 +52,9 @@ class LearnerConfig(_Schedule):
   exploration: str = 'action'       # 'action': SAC sampling / TD3 Gaussian; 'param': param noise
   policy: PolicyConfig = PolicyConfig()
   critic_widths: tuple = (256, 256)
+  # 'mlp': a fresh twin MLP, all trained; 'adapters' / 'all' / 'shared': the APB layout
+  # (frozen backbone / everything per task / task-mean backbone); see networks.py.
+  critic_mode: str = 'mlp'
   # Budget and schedule (env steps per task).
   total_steps: int = 100_000
   num_envs: int = 16
@@ -84,6 +88,13 @@ class LearnerConfig(_Schedule):
   def __post_init__(self):
     object.__setattr__(self, 'critic_widths', tuple(self.critic_widths))
     _check_common(self, OFF_POLICY, self.num_envs, 'num_envs')
+    if self.critic_mode not in CRITIC_MODES:
+      raise ValueError(f'unknown critic_mode {self.critic_mode!r}; choose one of '
+                       f'{list(CRITIC_MODES)}.')
+    if self.critic_mode != 'mlp' and (self.mode == 'tied' or len(self.critic_widths) < 2):
+      raise ValueError(f"critic_mode={self.critic_mode!r} (the APB critic) needs mode != 'tied' "
+                       f'and critic_widths of >= 2 widths, got mode={self.mode!r}, '
+                       f'critic_widths={self.critic_widths}; e.g. critic_widths=(256, 256).')
     if self.mode == 'tied' and self.exploration == 'param':
       raise ValueError("mode 'tied' (one policy for all tasks) has no per-task parameter "
                        'noise; use exploration=action.')

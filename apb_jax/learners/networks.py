@@ -7,8 +7,22 @@ task-mean gradient in 'shared', see agents.py) and `{'backbone': ...,
 'adapters': ...}` in modes 'all' and 'tied'. `actor_apply(actor, obs)` hides the
 difference.
 
-Critic. Twin Q networks, `Q_j(s, a) = MLP_j([s, a])`, j = 1, 2, whose params
-are stacked on a leading axis of size 2 and applied with `jax.vmap`.
+Critic. Twin Q networks, j = 1, 2, whose params are stacked on a leading axis
+of size 2 and applied with `jax.vmap`, in one of two layouts (`config.critic_mode`):
+  * 'mlp': `Q_j(s, a) = MLP_j([s, a])`, sizes (obs + act, *critic_widths, 1),
+    params `{'dense_i'}`: a fresh critic, every leaf trained (standard RL);
+  * 'adapters', 'all', 'shared': the APB layout, the policy's own structure,
+        Q_j(s, a) = W_out_j . f_j(W_in_j [s, a] + b_in_j) + b_out_j,
+    params `{'backbone': f_j's {'dense_i'}, 'adapters': {'in', 'out'}}` with
+    `f_j = policy.backbone_features` over widths `critic_widths` (relu), so
+    critic_widths=(256, 256) is the same function class as the 'mlp' critic
+    (in -> 256 -> 256 -> 1). What trains: 'adapters' the adapters only
+    (`optim.adapters_only`; the backbone is frozen bit for bit, and is its own
+    target); 'all' every leaf, per task; 'shared' (meta-training) per-task
+    adapters and a backbone whose gradient is the task mean, so the tasks'
+    copies, which start equal, stay equal: one critic backbone for all tasks.
+The twin backbone comes from outside (`init_critic_backbone`, or a
+meta-trained one), the adapters are fresh.
 """
 
 from __future__ import annotations
@@ -69,13 +83,42 @@ def mlp_apply(params, x) -> jax.Array:
   return x
 
 
-def init_critic(rng, obs_size: int, action_size: int, config: LearnerConfig):
-  """Twin critic params, each leaf with leading axis 2."""
-  sizes = (obs_size + action_size, *config.critic_widths, 1)
-  return jax.vmap(lambda k: init_mlp(k, sizes))(jax.random.split(rng, 2))
+def init_critic_backbone(rng, widths) -> dict:
+  """A random twin critic backbone over `widths` (d_0, ..., d_L): leaves [2, ...]."""
+  config = policy.PolicyConfig(widths=tuple(widths))
+  return jax.vmap(lambda k: policy.init_backbone(k, config))(jax.random.split(rng, 2))
+
+
+def init_critic(rng, obs_size: int, action_size: int, config: LearnerConfig, backbone=None):
+  """Twin critic params, each leaf with leading axis 2: a fresh MLP in critic_mode 'mlp', else
+  `{'backbone': backbone, 'adapters': fresh}` (`backbone` from `init_critic_backbone`)."""
+  keys = jax.random.split(rng, 2)
+  if config.critic_mode == 'mlp':
+    sizes = (obs_size + action_size, *config.critic_widths, 1)
+    return jax.vmap(lambda k: init_mlp(k, sizes))(keys)
+  if backbone is None:
+    raise ValueError(f"critic_mode={config.critic_mode!r} needs a critic backbone; pass "
+                     "init_params['critic_backbone'] = networks.init_critic_backbone(rng, "
+                     'config.critic_widths) or a meta-trained one.')
+  widths = config.critic_widths
+
+  def adapters(k):   # gains as init_mlp's: relu follows the input adapter, the output is linear
+    k_in, k_out = jax.random.split(k)
+    return {'in': policy.dense_init(k_in, obs_size + action_size, widths[0], 2.0),
+            'out': policy.dense_init(k_out, widths[-1], 1, 1.0)}
+  return {'backbone': backbone, 'adapters': jax.vmap(adapters)(keys)}
+
+
+def q_apply(params, x) -> jax.Array:
+  """One critic of the twin: `x: [..., in]` -> `[...]`, in either layout."""
+  if 'adapters' not in params:
+    return mlp_apply(params, x)[..., 0]
+  a = params['adapters']
+  h = policy.backbone_features(params['backbone'], policy.dense(a['in'], x))
+  return policy.dense(a['out'], h)[..., 0]
 
 
 def critic_apply(critic, obs, action) -> jax.Array:
   """Q values `[2, ...]` for `obs: [..., obs_size]`, `action: [..., action_size]`."""
   x = jnp.concatenate([obs, action], axis=-1)
-  return jax.vmap(lambda params: mlp_apply(params, x)[..., 0])(critic)
+  return jax.vmap(lambda params: q_apply(params, x))(critic)

@@ -17,7 +17,8 @@ Structure (PureJaxRL / brax.training style, with the host only at the edges):
     returned state.
 
 Shapes: `tasks` leaves `[K, ...]`; `init_params = {'backbone': unbatched,
-'adapters': leaves [K, ...]}`. Every leaf of the learner state carries the
+'adapters': leaves [K, ...]}`, plus `'critic_backbone'` (unbatched twin, leaves
+[2, ...]) for the APB critic (`config.critic_mode` != 'mlp', networks.py). Every leaf of the learner state carries the
 leading `[K]` axis except `state.shared` (the backbone and its optimiser
 state), which is one unbatched copy: frozen in mode 'adapters', trained by
 the task-mean gradient in mode 'shared' (meta-training), unused in 'all'. All schedule counters (warm-up, TD3 delay, param-noise
@@ -35,7 +36,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from apb_jax import evaluation
-from apb_jax.learners import agents, exploration, loop, normalizer
+from apb_jax.learners import agents, exploration, loop, normalizer, sharding
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners.config import LearnerConfig
 from apb_jax.learners.loop import TrainResult  # noqa: F401  (re-exported)
@@ -72,13 +73,20 @@ class Trainer(loop.HostLoop):
 
   finite_metrics = ('critic_loss', 'actor_loss')
   state_axes = STATE_AXES
+  init_axes = (0, 0, 0, None, None)
 
   # -- initial state -------------------------------------------------------------
-  def _init_one(self, rng, task, adapters, backbone) -> LearnerState:
+  def _init_args(self, rng, tasks, init_params):
+    """Adds the APB critic's twin backbone, `init_params['critic_backbone']` (unbatched; None
+    for critic_mode 'mlp'), shared by every task at the start."""
+    critic_backbone = init_params.get('critic_backbone')
+    return (*loop.place(rng, tasks, init_params), sharding.replicate(critic_backbone))
+
+  def _init_one(self, rng, task, adapters, backbone, critic_backbone) -> LearnerState:
     c = self.config
     k_agent, k_env, k_noise, k_loop = jax.random.split(rng, 4)
     params = {'backbone': backbone, 'adapters': adapters}
-    agent = agents.init(k_agent, params, self.obs_size, self.action_size, c)
+    agent = agents.init(k_agent, params, self.obs_size, self.action_size, c, critic_backbone)
     env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, c.num_envs),
                                          tile(task, c.num_envs))
     example = agents.Transition(
