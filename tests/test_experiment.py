@@ -105,6 +105,25 @@ def test_backbone_from_reuses_the_meta_trained_backbone(probe_run, tmp_path):
       assert entry[key] == out['methods']['apb'][split][key]
 
 
+def test_meta_critic_is_saved_and_frozen_for_apb_while_scratch_is_unchanged(probe_run, tmp_path):
+  """adapt.critic=meta: meta-training saves one critic backbone beside the policy's; the
+  standard-RL method (scratch) is the same run, bit for bit, as with a fresh critic; a run
+  without a meta-trained critic cannot lend one."""
+  workdir, fresh = probe_run
+  out = _run(probe_config(methods='apb,scratch', **{'adapt.critic': 'meta'}), tmp_path)
+  assert out['critic'] == 'meta' and fresh['critic'] == 'fresh'
+  critic = checkpoint.restore_params(str(tmp_path / 'checkpoints' / 'critic_backbone'))['backbone']
+  exp = experiment.Experiment(probe_config(), str(workdir), show_progress=False, family=PROBE)
+  start = exp.random_critic_backbone()
+  chex.assert_trees_all_equal_shapes(critic, start)               # twin: leaves [2, ...]
+  assert not np.allclose(critic['dense_0']['kernel'], start['dense_0']['kernel'])
+  for split in SPLITS:
+    assert out['methods']['scratch'][split]['curve'] == fresh['methods']['scratch'][split]['curve']
+    assert out['methods']['apb'][split]['final_return']['mean'] > -0.05   # the probe is solved
+  with pytest.raises(ValueError, match='holds no checkpoints/critic_backbone/'):
+    _run(probe_config(backbone_from=str(workdir), **{'adapt.critic': 'meta'}), tmp_path / 'b')
+
+
 def test_backbone_of_other_widths_and_changed_config_fail_with_the_fix(probe_run, tmp_path):
   workdir, _ = probe_run
   with pytest.raises(ValueError, match=r'has widths \(16, 16\).*--config.policy.widths'):

@@ -104,8 +104,9 @@ def test_curve_summary_per_point():
 def test_build_report_schema_and_values():
   results = _results()
   r = _build(results)
-  assert set(r) == {'task', 'profile', 'learner', 'exploration', 'seeds', 'methods',
+  assert set(r) == {'task', 'profile', 'learner', 'exploration', 'critic', 'seeds', 'methods',
                     'random_return', 'timing', 'claims'}
+  assert r['critic'] == 'fresh'                      # the default; experiment passes its own
   # apb and scratch ran: claim 1 measured; claim 2 needs apb_randominit; no baseline ran.
   assert [(c['claim'], c['verdict'] == 'not measured') for c in r['claims']] == [
       (1, False), (2, True)]

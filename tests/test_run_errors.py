@@ -95,6 +95,13 @@ BAD_SETTINGS = [
     ({'ppo.num_minibatches': 3, 'learner': 'ppo'}, 'error: meta-training (--config.meta.*, '
      '--config.ppo.*): num_envs=8 must be a multiple of num_minibatches=3'),
     ({'backbone_from': '/nonexistent'}, 'holds no checkpoints/backbone/'),
+    ({'adapt.critic': 'pretrained'}, "--config.adapt.critic=pretrained must be one of ['fresh',"),
+    ({'adapt.critic': 'meta', 'learner': 'ppo'}, "--config.adapt.critic=meta transfers the twin "
+     "Q critic of sac/td3; PPO's value function is always fresh: use --config.adapt.critic=fresh"),
+    ({'adapt.critic': 'meta', 'meta.method': 'bc'}, 'needs a meta-trained critic, which only '
+     '--config.meta.method=rl trains'),
+    ({'adapt.critic': 'meta', 'rl.critic_widths': (64,)}, 'needs mode != \'tied\' and '
+     'critic_widths of >= 2 widths'),
 ]
 
 
