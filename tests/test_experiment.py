@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from apb_jax import checkpoint, experiment, files, meta_train, metrics, policy, tasks
+from apb_jax import (checkpoint, experiment, files, meta_train, metrics, policy, results_table,
+                     tasks)
 from apb_jax.learners import LearnerConfig, make_train
 from apb_jax.tasks.probes import make_probe
 from conftest import set_fields
@@ -122,6 +123,20 @@ def test_meta_critic_is_saved_and_frozen_for_apb_while_scratch_is_unchanged(prob
     assert out['methods']['apb'][split]['final_return']['mean'] > -0.05   # the probe is solved
   with pytest.raises(ValueError, match='holds no checkpoints/critic_backbone/'):
     _run(probe_config(backbone_from=str(workdir), **{'adapt.critic': 'meta'}), tmp_path / 'b')
+
+
+def test_results_table_reads_every_method_and_split_of_a_finished_run(probe_run):
+  workdir, out = probe_run
+  rows = results_table.rows([str(workdir)])
+  assert [(r['method'], r['split']) for r in rows] == [(m, s) for m in METHODS for s in SPLITS]
+  for r in rows:
+    entry = out['methods'][r['method']][r['split']]
+    assert r['final'] == entry['final_return']['mean'] and r['runs'] == 4
+    assert r['learns'] == (entry['final_return']['ci_low'] > entry['curve']['mean'][0])
+    assert r['minutes'] > 0 and r['to_threshold'][1] == entry['steps_to_threshold'][
+        'fraction_reached']
+  table = results_table.markdown(rows).splitlines()
+  assert len(table) == 2 + len(rows) and table[2].startswith('| probe | fresh | test_id | apb | 4 |')
 
 
 def test_backbone_of_other_widths_and_changed_config_fail_with_the_fix(probe_run, tmp_path):

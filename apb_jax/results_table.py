@@ -1,0 +1,79 @@
+"""Finished run directories -> one markdown table (the README's results tables).
+
+    rows = results_table.rows(['runs/cv_fresh', 'runs/cv_meta'])
+    print(results_table.markdown(rows))
+
+One row per (run, split, method), read from the run's report.json and
+results/adapt_<method>_<split>.json, never from anywhere else:
+    start     mean eval return before adaptation (step 0)
+    final     mean final return with its 95% bootstrap interval
+    learns    'yes' when the final interval lies above the start (the family learns on
+              this split by issue 12's criterion), else 'no'
+    auc       mean eval return over adaptation (report.py)
+    to_thr    median env steps to scratch's mean final return, with the fraction of runs
+              that reached it ('> budget' when half or more never did)
+    minutes   the stage's wall time (compile included)
+"""
+
+from __future__ import annotations
+
+import os
+
+from apb_jax import files
+
+
+def _read(path: str) -> dict:
+  return files.read_json(path, fix='finish the run (rerun its command) or leave it out')
+
+
+def rows(run_dirs) -> list[dict]:
+  """Rows for every method and split of each finished run directory in `run_dirs`."""
+  out = []
+  for run_dir in run_dirs:
+    report = _read(os.path.join(run_dir, 'report.json'))
+    for method, splits in report['methods'].items():
+      for split, entry in splits.items():
+        stage = _read(os.path.join(run_dir, 'results', f'adapt_{method}_{split}.json')) if (
+            os.path.exists(os.path.join(run_dir, 'results', f'adapt_{method}_{split}.json'))
+        ) else {}
+        final, curve = entry['final_return'], entry['curve']
+        threshold = entry.get('steps_to_threshold')
+        out.append({
+            'run': os.path.basename(os.path.normpath(run_dir)), 'task': report['task'],
+            'critic': report.get('critic', 'fresh'), 'split': split, 'method': method,
+            'runs': len(final['per_run']), 'start': curve['mean'][0], 'final': final['mean'],
+            'final_ci': (final['ci_low'], final['ci_high']),
+            'learns': final['ci_low'] > curve['mean'][0], 'auc': entry['auc']['mean'],
+            'steps': curve['steps'][-1],
+            'to_threshold': None if threshold is None else (threshold['median'],
+                                                            threshold['fraction_reached']),
+            'minutes': stage['run_s'] / 60 if 'run_s' in stage else None})
+  return out
+
+
+def _threshold(value) -> str:
+  if value is None:
+    return '-'
+  median, fraction = value
+  return (f'{median / 1000:.1f}k ({fraction:.0%})' if median is not None
+          else f'> budget ({fraction:.0%})')
+
+
+def _num(x: float) -> str:
+  """Returns at a glance: one decimal from 10 up, else three significant digits."""
+  return f'{x:.1f}' if abs(x) >= 10 else f'{x:.3g}'
+
+
+def markdown(table_rows) -> str:
+  """A markdown table of `rows(...)`."""
+  columns = ('family', 'critic', 'split', 'method', 'runs', 'start', 'final [95% CI]', 'learns',
+             'AUC', "steps to scratch's final (reached)", 'minutes')
+  lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
+  for r in table_rows:
+    lo, hi = r['final_ci']
+    minutes = '-' if r['minutes'] is None else f"{r['minutes']:.1f}"
+    cells = (r['task'], r['critic'], r['split'], r['method'], str(r['runs']), _num(r['start']),
+             f"{_num(r['final'])} [{_num(lo)}, {_num(hi)}]", 'yes' if r['learns'] else 'no',
+             _num(r['auc']), _threshold(r['to_threshold']), minutes)
+    lines.append('| ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'

@@ -1,0 +1,34 @@
+"""One markdown table of finished runs (final return, learning, AUC, steps to threshold, time).
+
+    python -m experiments.summarize runs/cheetah_vel_default runs/ant_goal_default [--out=t.md]
+
+Reads each run directory's report.json and results/ (apb_jax/results_table.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+
+from apb_jax import files, results_table
+
+_OUT = flags.DEFINE_string('out', None, 'also write the table to this file')
+
+
+def main(argv):
+  if len(argv) < 2:
+    sys.exit('error: name at least one finished run directory, e.g. '
+             'python -m experiments.summarize runs/cheetah_vel_default')
+  try:
+    table = results_table.markdown(results_table.rows(argv[1:]))
+  except files.RunFileError as e:
+    sys.exit(f'error: {e}')
+  print(table, end='')
+  if _OUT.value:
+    with open(_OUT.value, 'w') as f:
+      f.write(table)
+
+
+if __name__ == '__main__':
+  app.run(main)
