@@ -23,13 +23,15 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 import zlib
 
 import jax
 import numpy as np
 
-from apb_jax import adapt, baselines, checkpoint, evaluation, files, meta_train, policy, report
+from apb_jax import (adapt, baselines, checkpoint, estimate, evaluation, files, meta_train, policy,
+                     report)
 from apb_jax import tasks
 from apb_jax.learners import make_train, networks
 from apb_jax.metrics import MetricsLog
@@ -71,6 +73,7 @@ class Experiment:
     self.methods = csv(config.methods)
     self.splits = csv(config.splits)
     self._trainers = {}
+    self._last_chunk, self.estimate_line = None, None   # see _estimate
     found = self._read_dir()              # before the family is built: errors come at once
     self.family = family or tasks.make(config.task)
     self._prepare_dir(*found)
@@ -196,8 +199,11 @@ class Experiment:
       ckpt.save(chunks_done, state, curves, run_s=before_s + time.perf_counter() - start,
                 compile_s=before_compile_s + trainer.last_compile_s)
 
+    runs = int(jax.tree.leaves(task_set)[0].shape[0])
+
     def progress(steps, metrics):
       self.log.write(name.split('_')[0], steps, metrics, **tags)
+      self._estimate(name, runs * steps, runs * learner.total_steps, runs * learner.eval_every)
 
     try:
       result = trainer.train(rng, task_set, init_params, progress_fn=progress,
@@ -208,11 +214,25 @@ class Experiment:
       raise FloatingPointError(
           f'stage {name} ({where}): {e} The last good checkpoint is kept in '
           f'{ckpt.directory}.') from None
-    runs = int(jax.tree.leaves(task_set)[0].shape[0])
     out = {'steps': result.steps.tolist(), 'curves': result.curves.tolist(),
            'run_s': before_s + result.run_s, 'compile_s': before_compile_s + result.compile_s,
            'env_steps': runs * learner.total_steps}
     return out, result.state, ckpt
+
+  def _estimate(self, name, done, total, chunk):
+    """Prints, once per process, the estimated time of the stages left, from the wall time
+    between the first two chunks of a stage (`chunk` env steps, summed over its runs, as
+    `done` and `total`); see estimate.py."""
+    now, last = time.perf_counter(), self._last_chunk
+    self._last_chunk = (name, now)
+    if self.estimate_line or last is None or last[0] != name:
+      return
+    later = sum(n for stage, n in estimate.stage_env_steps(
+        self.config, self.methods, self.splits).items()
+                if stage != name and not os.path.exists(self.path('results', f'{stage}.json')))
+    self.estimate_line = estimate.line(total - done + later, chunk / (now - last[1]), name)
+    if self.show_progress:
+      print(self.estimate_line, file=sys.stderr, flush=True)
 
   def finish(self, name, out, ckpt=None):
     """Writes the stage's result (which marks it done) unless written, then drops `ckpt`."""

@@ -139,6 +139,17 @@ def test_results_table_reads_every_method_and_split_of_a_finished_run(probe_run)
   assert len(table) == 2 + len(rows) and table[2].startswith('| probe | fresh | test_id | apb | 4 |')
 
 
+def test_wall_time_estimate_counts_the_env_steps_left_after_two_chunks(tmp_path):
+  exp = experiment.Experiment(probe_config(methods='scratch'), str(tmp_path),
+                              show_progress=False, family=PROBE)
+  exp.run()
+  # Measured between the 2 chunks of adapt_scratch_test_id (its last), so what is left is
+  # adapt_scratch_test_ood: 2 tasks x 2 seeds x 4096 env steps.
+  assert exp.estimate_line.startswith('estimate: ~'), exp.estimate_line
+  assert 'for the 16,384 env steps left' in exp.estimate_line, exp.estimate_line
+  assert 'measured on adapt_scratch_test_id' in exp.estimate_line
+
+
 def test_backbone_of_other_widths_and_changed_config_fail_with_the_fix(probe_run, tmp_path):
   workdir, _ = probe_run
   with pytest.raises(ValueError, match=r'has widths \(16, 16\).*--config.policy.widths'):
