@@ -7,8 +7,10 @@ One row per (run, split, method), read from the run's report.json and
 results/adapt_<method>_<split>.json, never from anywhere else:
     start     mean eval return before adaptation (step 0)
     final     mean final return with its 95% bootstrap interval
-    learns    'yes' when the final interval lies above the start (the family learns on
-              this split by issue 12's criterion), else 'no'
+    gain      mean over runs of (final - start) with its 95% bootstrap interval, paired per
+              run (the tasks of a split differ in scale, so the unpaired interval of the
+              final return mostly measures the tasks' spread)
+    learns    'yes' when the gain's interval lies above 0, else 'no'
     auc       mean eval return over adaptation (report.py)
     to_thr    median env steps to scratch's mean final return, with the fraction of runs
               that reached it ('> budget' when half or more never did)
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 import os
 
-from apb_jax import files
+import numpy as np
+
+from apb_jax import files, stats
 
 
 def _read(path: str) -> dict:
@@ -33,21 +37,22 @@ def rows(run_dirs) -> list[dict]:
     report = _read(os.path.join(run_dir, 'report.json'))
     for method, splits in report['methods'].items():
       for split, entry in splits.items():
-        stage = _read(os.path.join(run_dir, 'results', f'adapt_{method}_{split}.json')) if (
-            os.path.exists(os.path.join(run_dir, 'results', f'adapt_{method}_{split}.json'))
-        ) else {}
+        stage = _read(os.path.join(run_dir, 'results', f'adapt_{method}_{split}.json'))
         final, curve = entry['final_return'], entry['curve']
         threshold = entry.get('steps_to_threshold')
+        curves = np.asarray(stage['curves'], dtype=np.float64)
+        gain = stats.summarize(curves[:, -1] - curves[:, 0])
         out.append({
             'run': os.path.basename(os.path.normpath(run_dir)), 'task': report['task'],
             'critic': report.get('critic', 'fresh'), 'split': split, 'method': method,
             'runs': len(final['per_run']), 'start': curve['mean'][0], 'final': final['mean'],
             'final_ci': (final['ci_low'], final['ci_high']),
-            'learns': final['ci_low'] > curve['mean'][0], 'auc': entry['auc']['mean'],
+            'gain': (gain['mean'], gain['ci_low'], gain['ci_high']),
+            'learns': gain['ci_low'] > 0, 'auc': entry['auc']['mean'],
             'steps': curve['steps'][-1],
             'to_threshold': None if threshold is None else (threshold['median'],
                                                             threshold['fraction_reached']),
-            'minutes': stage['run_s'] / 60 if 'run_s' in stage else None})
+            'minutes': stage['run_s'] / 60})
   return out
 
 
@@ -66,14 +71,15 @@ def _num(x: float) -> str:
 
 def markdown(table_rows) -> str:
   """A markdown table of `rows(...)`."""
-  columns = ('family', 'critic', 'split', 'method', 'runs', 'start', 'final [95% CI]', 'learns',
-             'AUC', "steps to scratch's final (reached)", 'minutes')
+  columns = ('family', 'critic', 'split', 'method', 'runs', 'start', 'final [95% CI]',
+             'gain [95% CI]', 'learns', 'AUC', "steps to scratch's final (reached)", 'minutes')
   lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
   for r in table_rows:
     lo, hi = r['final_ci']
-    minutes = '-' if r['minutes'] is None else f"{r['minutes']:.1f}"
+    gain, gain_lo, gain_hi = r['gain']
     cells = (r['task'], r['critic'], r['split'], r['method'], str(r['runs']), _num(r['start']),
-             f"{_num(r['final'])} [{_num(lo)}, {_num(hi)}]", 'yes' if r['learns'] else 'no',
-             _num(r['auc']), _threshold(r['to_threshold']), minutes)
+             f"{_num(r['final'])} [{_num(lo)}, {_num(hi)}]",
+             f'{_num(gain)} [{_num(gain_lo)}, {_num(gain_hi)}]', 'yes' if r['learns'] else 'no',
+             _num(r['auc']), _threshold(r['to_threshold']), f"{r['minutes']:.1f}")
     lines.append('| ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'

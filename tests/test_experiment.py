@@ -125,6 +125,10 @@ def test_meta_critic_is_saved_and_frozen_for_apb_while_scratch_is_unchanged(prob
     _run(probe_config(backbone_from=str(workdir), **{'adapt.critic': 'meta'}), tmp_path / 'b')
 
 
+def exp_result(workdir, row):
+  return json.loads((workdir / 'results' / f"adapt_{row['method']}_{row['split']}.json").read_text())
+
+
 def test_results_table_reads_every_method_and_split_of_a_finished_run(probe_run):
   workdir, out = probe_run
   rows = results_table.rows([str(workdir)])
@@ -132,7 +136,9 @@ def test_results_table_reads_every_method_and_split_of_a_finished_run(probe_run)
   for r in rows:
     entry = out['methods'][r['method']][r['split']]
     assert r['final'] == entry['final_return']['mean'] and r['runs'] == 4
-    assert r['learns'] == (entry['final_return']['ci_low'] > entry['curve']['mean'][0])
+    curves = np.asarray(exp_result(workdir, r)['curves'])
+    assert r['gain'][0] == pytest.approx(np.mean(curves[:, -1] - curves[:, 0]))
+    assert r['learns'] == (r['gain'][1] > 0) and r['gain'][1] <= r['gain'][0] <= r['gain'][2]
     assert r['minutes'] > 0 and r['to_threshold'][1] == entry['steps_to_threshold'][
         'fraction_reached']
   table = results_table.markdown(rows).splitlines()
