@@ -289,7 +289,7 @@ class Experiment:
   def _meta_rl(self):
     """(backbone, train adapters, result, checkpoints, critic backbone or None)."""
     c, train = self.config, self.tasks['train']
-    critic_mode = adapt.meta_critic_mode(c.adapt.critic) if c.learner != 'ppo' else 'mlp'
+    critic_mode = adapt.meta_critic_mode(c.adapt.critic)   # 'mlp' unless critic=meta*
     learner = learner_config(c, 'shared', c.meta.total_steps, c.meta.eval_every,
                              critic_mode=critic_mode)
     params = self._init_params('meta/adapters', self.random_backbone(), c.meta.num_tasks,

@@ -43,13 +43,12 @@ def rows(run_dirs) -> list[dict]:
         curves = np.asarray(stage['curves'], dtype=np.float64)
         gain = stats.summarize(curves[:, -1] - curves[:, 0])
         out.append({
-            'run': os.path.basename(os.path.normpath(run_dir)), 'task': report['task'],
+            'task': report['task'],
             'critic': report.get('critic', 'fresh'), 'split': split, 'method': method,
             'runs': len(final['per_run']), 'start': curve['mean'][0], 'final': final['mean'],
             'final_ci': (final['ci_low'], final['ci_high']),
             'gain': (gain['mean'], gain['ci_low'], gain['ci_high']),
             'learns': gain['ci_low'] > 0, 'auc': entry['auc']['mean'],
-            'steps': curve['steps'][-1],
             'to_threshold': None if threshold is None else (threshold['median'],
                                                             threshold['fraction_reached']),
             'minutes': stage['run_s'] / 60})

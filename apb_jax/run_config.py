@@ -74,12 +74,13 @@ def validate(config, check_task: bool = True, episode_length: int = tasks.EPISOD
   if config.meta.method == 'bc' and config.policy.core_size and needs_meta_backbone(methods):
     raise ValueError('--config.meta.method=bc distils feed-forward experts; use '
                      '--config.meta.method=rl with --config.policy.core_size > 0.')
-  for name in ('backbone', *(['critic_backbone'] if config.adapt.critic != 'fresh' else [])):
-    if config.backbone_from and not os.path.isdir(os.path.join(config.backbone_from,
-                                                               'checkpoints', name)):
-      raise ValueError(f'--config.backbone_from={config.backbone_from!r} holds no '
-                       f'checkpoints/{name}/; give the run directory of a finished meta_train'
-                       f'{" with the same --config.adapt.critic" if name != "backbone" else ""}.')
+  if config.backbone_from:
+    lent = ['backbone'] + (['critic_backbone'] if config.adapt.critic != 'fresh' else [])
+    for name in lent:
+      if not os.path.isdir(os.path.join(config.backbone_from, 'checkpoints', name)):
+        raise ValueError(f'--config.backbone_from={config.backbone_from!r} holds no '
+                         f'checkpoints/{name}/; give the run directory of a finished meta_train'
+                         f'{" with the same --config.adapt.critic" if name != "backbone" else ""}.')
   if config.adapt.critic != 'fresh':
     if config.learner == 'ppo':
       raise ValueError(f'--config.adapt.critic={config.adapt.critic} transfers the twin Q critic '
@@ -110,10 +111,9 @@ def _learner_stages(config):
   """(stage, config group, mode, total_steps, eval_every, exploration, critic_mode) of every
   kind of learner stage."""
   a, m = config.adapt, config.meta
-  critic = 'mlp' if config.learner == 'ppo' else a.critic   # PPO: refused above if not fresh
   yield ('meta-training', 'meta', 'shared' if m.method == 'rl' else 'all', m.total_steps,
-         m.eval_every, 'action', adapt.meta_critic_mode(critic) if m.method == 'rl' else 'mlp')
+         m.eval_every, 'action', adapt.meta_critic_mode(a.critic) if m.method == 'rl' else 'mlp')
   yield ('adaptation', 'adapt', 'adapters', a.total_steps, a.eval_every, config.exploration,
-         adapt.critic_setup('apb', critic)[0])
+         adapt.critic_setup('apb', a.critic)[0])
   yield ('the oracle (oracle_factor x adapt.total_steps)', 'adapt', 'all',
          a.total_steps * config.oracle_factor, a.eval_every, config.exploration, 'mlp')
