@@ -231,8 +231,7 @@ class Experiment:
         self.config, self.methods, self.splits).items()
                 if stage != name and not os.path.exists(self.path('results', f'{stage}.json')))
     self.estimate_line = estimate.line(total - done + later, chunk / (now - last[1]), name)
-    if self.show_progress:
-      print(self.estimate_line, file=sys.stderr, flush=True)
+    print(self.estimate_line, file=sys.stderr, flush=True)   # with or without progress bars
 
   def finish(self, name, out, ckpt=None):
     """Writes the stage's result (which marks it done) unless written, then drops `ckpt`."""

@@ -4,6 +4,8 @@
 #   experiments/accel_check.sh OUT_DIR [STEPS]        STEPS: any of env tests smoke bench paper
 #                                                      (default: all five, in that order)
 #   WHEELS=/path/to/wheels experiments/accel_check.sh OUT_DIR    # no network: install from there
+#   STEP_TIMEOUT=300 experiments/accel_check.sh OUT_DIR paper     # stop each step after 300 s
+#   SAC_ARGS='--repeats=1' PPO_ARGS='--ks=1,64' ...              # extra flags of the two benches
 #
 # Uses the jax it finds (`python3`, or $PYTHON): it never reinstalls jax, so a CUDA image's
 # jax (e.g. 0.11.2 with CUDA 13) is what runs. Installs what else the library needs (brax,
@@ -44,21 +46,33 @@ timed() {  # timed STEP JSON_FILE COMMAND...: runs COMMAND (a failure does not s
   start=$(date +%s)
   echo "== $step: $*"
   set +e
-  "$@" 2>&1 | tee "$OUT/$step.log"
+  "${TIMEOUT[@]}" "$@" 2>&1 | tee "$OUT/$step.log"
   rc=${PIPESTATUS[0]}
   set -e
   record "$step" "$(( $(date +%s) - start ))" "$rc" "$json"
 }
 
 install() {
-  local pkgs=(brax mujoco mujoco-mjx ml-collections matplotlib tensorboardX pytest absl-py)
-  if [[ -n "${WHEELS:-}" ]]; then
-    "$PY" -m pip install -q --no-index --find-links "$WHEELS" "${pkgs[@]}"
+  if [[ -n "${WHEELS:-}" ]]; then   # no network: the missing packages as wheels, no resolver
+    [[ -d "$SITE" ]] || "$PY" -m pip install -q --no-index --no-deps --no-compile \
+      --target "$SITE" "$WHEELS"/*.whl
   else
-    "$PY" -m pip install -q "${pkgs[@]}"
+    "$PY" -m pip install -q brax mujoco mujoco-mjx ml-collections matplotlib tensorboardX \
+      pytest absl-py
+    "$PY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
   fi
-  "$PY" -m pip install -q --no-deps --no-build-isolation -e "$ROOT"
 }
+
+if [[ -n "${WHEELS:-}" ]]; then   # wheels go to $SITE; the library is read from the checkout
+  WHEELS=$(cd "$WHEELS" && pwd)
+  SITE=${SITE:-/tmp/apb_jax_site}
+  export PYTHONPATH="$SITE:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if [[ -n "${STEP_TIMEOUT:-}" ]]; then   # seconds per step; a stopped paper run resumes later
+  TIMEOUT=(timeout --signal=INT --kill-after=20 "$STEP_TIMEOUT")
+else
+  TIMEOUT=()
+fi
 
 for step in $STEPS; do
   case $step in
@@ -89,9 +103,9 @@ EOF
         --config=experiments/configs/cheetah_vel.py:smoke --workdir="$OUT/smoke" --progress=false;;
     bench)
       timed bench_sac "$OUT/bench_sac.json" "$PY" experiments/bench_learners.py --brax=false \
-        --ks=1,8,64,256,1024 --out="$OUT/bench_sac.json"
+        --ks=1,8,64,256,1024 --out="$OUT/bench_sac.json" ${SAC_ARGS:-}
       timed bench_ppo "$OUT/bench_ppo.json" "$PY" experiments/bench_ppo.py --brax=false \
-        --ks=1,8,64,256,1024 --out="$OUT/bench_ppo.json";;
+        --ks=1,8,64,256,1024 --out="$OUT/bench_ppo.json" ${PPO_ARGS:-};;
     paper)
       timed paper "$OUT/paper/report.json" "$PY" -m experiments.run \
         --config=experiments/configs/cheetah_vel.py:paper --workdir="$OUT/paper" --progress=false;;

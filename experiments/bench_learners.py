@@ -43,6 +43,8 @@ flags.DEFINE_integer('scaling_repeats', 3, 'Timed chunks per K (median reported)
 flags.DEFINE_integer('repeats', 2, 'Runs of each learner in sac_vs_brax (alternating; medians).')
 flags.DEFINE_integer('seed', 0, 'Seed.')
 flags.DEFINE_bool('brax', True, 'Also run brax.training SAC.')
+flags.DEFINE_bool('ceiling', True, 'Measure the raw simulator ceilings (one compile per batch '
+                  'size; --noceiling saves those minutes on a short device lease).')
 flags.DEFINE_string('out', 'runs/bench/results.json', 'Output JSON.')
 
 
@@ -56,7 +58,10 @@ def _steady(times, steps):
 
 
 def sim_limit(family, batch, n_steps=200, repeats=3):
-  """Random-action env steps/s at `batch` envs, with the learners' auto-reset."""
+  """Random-action env steps/s at `batch` envs, with the learners' auto-reset (None with
+  --noceiling)."""
+  if not FLAGS.ceiling:
+    return None
   import jax
 
   from apb_jax.tasks.base import random_rollout
@@ -125,27 +130,36 @@ def run_ours(family, tasks, mode, total, n_evals, seed):
 
 
 def scaling_run(family, k):
-  """Aggregate env steps/s of the adapters-mode training chunk over K tasks."""
+  """Aggregate env steps/s of the adapters-mode SAC training chunk over K tasks."""
+  n = FLAGS.scaling_repeats + 1
+  return time_chunks(_learner_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk,
+                                     warmup=0), family, k)
+
+
+def time_chunks(config, family, k):
+  """One learner on K train tasks: compile s, then `--scaling_repeats` + 1 timed chunks of
+  `config.eval_every` env steps per task; sps = K * chunk / median of all but the first.
+  Memory: the learner state's bytes per task (replay buffers dominate), and the device's
+  peak bytes in use so far where the backend reports it (GPU/TPU; None on CPU)."""
   import jax
   import numpy as np
 
   from apb_jax.learners import make_train
-  n = FLAGS.scaling_repeats + 1
-  config = _learner_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk, warmup=0)
   trainer = make_train(config, family)
-  params = _init_params(family, config, k, FLAGS.seed)
   state = trainer.init(jax.random.PRNGKey(FLAGS.seed), family.sample(
-      jax.random.PRNGKey(200), k, 'train'), params)
+      jax.random.PRNGKey(200), k, 'train'), _init_params(family, config, k, FLAGS.seed))
   compile_s = trainer.compile(state)
   walls = []
-  for chunk in range(n):
+  for chunk in range(FLAGS.scaling_repeats + 1):
     t = time.perf_counter()
     state, metrics = trainer.chunk(state, np.int32(chunk))
     jax.block_until_ready(metrics)
     walls.append(time.perf_counter() - t)
-  steady = statistics.median(walls[1:])
-  return {'sps': k * FLAGS.scaling_chunk / steady, 'compile_s': compile_s,
-          'chunk_walls_s': walls}
+  state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, 'nbytes'))
+  peak = (jax.devices()[0].memory_stats() or {}).get('peak_bytes_in_use')
+  return {'sps': k * config.eval_every / statistics.median(walls[1:]), 'compile_s': compile_s,
+          'chunk_walls_s': walls, 'state_mib_per_task': state_bytes / k / 2**20,
+          'peak_device_mib': None if peak is None else peak / 2**20}
 
 
 class FixedTaskEnv:
@@ -215,36 +229,41 @@ def main(argv):
        'eval_envs', 'ks', 'scaling_chunk', 'scaling_repeats', 'repeats', 'seed'))
   results['sim_limit_sps'] = {'batch': FLAGS.num_envs,
                               'sps': sim_limit(family, FLAGS.num_envs)}
-  logging.info('sim limit: %.0f env steps/s', results['sim_limit_sps']['sps'])
+  logging.info('sim limit: %s env steps/s', results['sim_limit_sps']['sps'])
 
-  runs = {'ours': [], 'brax': []}
-  brax_error = None
-  for r in range(FLAGS.repeats):   # alternate, so drifts in machine load hit both
-    runs['ours'].append(run_ours(family, one_task, 'all', FLAGS.steps, FLAGS.num_evals,
-                                 seed=FLAGS.seed + r))
+  if FLAGS.repeats:   # --repeats=0: task scaling alone (e.g. a short device lease)
+    results['sac_vs_brax'] = versus(
+        lambda seed: run_ours(family, one_task, 'all', FLAGS.steps, FLAGS.num_evals, seed),
+        lambda seed: run_brax(family, one_task, FLAGS.steps, FLAGS.num_evals, seed))
+  results['task_scaling'] = task_scaling(family, scaling_run)
+  write(results, _table(results))
+
+
+def versus(ours, brax) -> dict:
+  """`--repeats` alternating runs of ours(seed) and (with --brax) brax(seed), so drifts in
+  machine load hit both: medians of steps/s, final return and compile s, ratio ours/brax,
+  and brax.training's error where it cannot run (jax >= 0.10)."""
+  runs, brax_error = {'ours': [], 'brax': []}, None
+  for r in range(FLAGS.repeats):
+    runs['ours'].append(ours(FLAGS.seed + r))
     if FLAGS.brax and brax_error is None:
       try:
-        runs['brax'].append(run_brax(family, one_task, FLAGS.steps, FLAGS.num_evals,
-                                     seed=FLAGS.seed + r))
+        runs['brax'].append(brax(FLAGS.seed + r))
       except Exception as e:  # noqa: BLE001 -- e.g. brax.training on jax >= 0.10
         brax_error = f'{type(e).__name__}: {e}'.splitlines()[0][:300]
         logging.warning('brax.training failed: %s', brax_error)
-
-  def med(name, key):
-    return statistics.median(x[key] for x in runs[name])
-
-  entry = {'ours_sps': med('ours', 'sps'), 'ours_return': med('ours', 'final_return'),
-           'ours_compile_s': med('ours', 'compile_s'), 'ours_runs': runs['ours']}
+  entry = {}
+  for name, rs in runs.items():
+    if rs:
+      entry.update({f'{name}_sps': statistics.median(x['sps'] for x in rs),
+                    f'{name}_return': statistics.median(x['final_return'] for x in rs),
+                    f'{name}_compile_s': statistics.median(x['compile_s'] for x in rs),
+                    f'{name}_runs': rs})
   if runs['brax']:
-    entry.update(brax_sps=med('brax', 'sps'), brax_return=med('brax', 'final_return'),
-                 brax_compile_s=med('brax', 'compile_s'), brax_runs=runs['brax'],
-                 ratio=entry['ours_sps'] / med('brax', 'sps'))
+    entry['ratio'] = entry['ours_sps'] / entry['brax_sps']
   if brax_error:
     entry['brax_error'] = brax_error
-  results['sac_vs_brax'] = entry
-
-  results['task_scaling'] = task_scaling(family, scaling_run)
-  write(results, _table(results))
+  return entry
 
 
 def setup(setting_names):
@@ -268,7 +287,7 @@ def task_scaling(family, scaling_run, sim_steps=200):
   for k in (int(x) for x in FLAGS.ks):
     scaling[str(k)] = dict(scaling_run(family, k),
                            sim_limit_sps=sim_limit(family, k * FLAGS.num_envs, sim_steps))
-    logging.info('K=%d: %.0f aggregate env steps/s', k, scaling[str(k)]['sps'])
+    logging.info('K=%d: %s', k, scaling[str(k)])
   base = scaling[str(int(FLAGS.ks[0]))]['sps']
   for v in scaling.values():
     v['speedup_vs_first'] = v['sps'] / base
@@ -285,25 +304,42 @@ def write(results: dict, table: str) -> None:
 
 
 def _table(r):
-  e = r['sac_vs_brax']
+  s = r['settings']
   lines = [f"bench on {r['device']} x{r['device_count']} (jax {r['jax']}), family "
-           f"{r['settings']['family']}, num_envs {r['settings']['num_envs']}, batch "
-           f"{r['settings']['batch_size']}, updates/step {r['settings']['updates']}",
-           f"sim limit (batch {r['sim_limit_sps']['batch']}): {r['sim_limit_sps']['sps']:.0f} env steps/s",
-           f"{'':10s} {'steps/s':>10s} {'compile s':>10s} {'final return':>13s}",
-           f"{'ours SAC':10s} {e['ours_sps']:10.0f} {e['ours_compile_s']:10.1f} {e['ours_return']:13.1f}"]
-  if 'brax_sps' in e:
-    lines.append(f"{'brax SAC':10s} {e['brax_sps']:10.0f} {e['brax_compile_s']:10.1f} "
-                 f"{e['brax_return']:13.1f}")
-    lines.append(f"ratio ours/brax: {e['ratio']:.2f}")
-  else:
-    lines.append(f"brax SAC: not run ({e.get('brax_error', 'disabled')})")
-  lines.append('(medians of {} alternating runs each)'.format(r['settings']['repeats']))
-  lines.append(f"{'K tasks':10s} {'agg steps/s':>12s} {'x K=first':>10s} {'compile s':>10s} {'sim limit':>10s}")
-  for k, v in r['task_scaling'].items():
+           f"{s['family']}, num_envs {s['num_envs']}, batch {s['batch_size']}, updates/step "
+           f"{s['updates']}",
+           f"sim limit (batch {r['sim_limit_sps']['batch']}): {_num(r['sim_limit_sps']['sps'])} env steps/s"]
+  if 'sac_vs_brax' in r:
+    lines += versus_table(r['sac_vs_brax'], 'SAC', s['repeats'])
+  return '\n'.join(lines + scaling_table(r['task_scaling']))
+
+
+def versus_table(e: dict, algo: str, repeats: int) -> list[str]:
+  """Lines of the ours-vs-brax.training table (`versus`'s entry)."""
+  lines = [f"{'':10s} {'steps/s':>10s} {'compile s':>10s} {'final return':>13s}"]
+  lines += [f"{f'{n} {algo}':10s} {e[n + '_sps']:10.0f} {e[n + '_compile_s']:10.1f} "
+            f"{e[n + '_return']:13.1f}" for n in ('ours', 'brax') if n + '_sps' in e]
+  lines.append(f"ratio ours/brax: {e['ratio']:.2f}" if 'ratio' in e else
+               f"brax {algo}: not run ({e.get('brax_error', 'disabled')})")
+  lines.append(f'(medians of {repeats} alternating runs each)')
+  return lines
+
+
+def _num(x) -> str:
+  return '-' if x is None else f'{x:.0f}'
+
+
+def scaling_table(scaling: dict) -> list[str]:
+  """Lines of the task-scaling table (one row per K); '-' where a figure was not measured."""
+  lines = [f"{'K tasks':10s} {'agg steps/s':>12s} {'x K=first':>10s} {'compile s':>10s} "
+           f"{'sim limit':>10s} {'of limit':>9s} {'MiB/task':>9s} {'peak MiB':>9s}"]
+  for k, v in scaling.items():
+    ceiling = v['sim_limit_sps']
+    share = '-' if ceiling is None else f"{v['sps'] / ceiling:.1%}"
     lines.append(f"{k:10s} {v['sps']:12.0f} {v['speedup_vs_first']:10.2f} {v['compile_s']:10.1f} "
-                 f"{v['sim_limit_sps']:10.0f}")
-  return '\n'.join(lines)
+                 f"{_num(ceiling):>10s} {share:>9s} {v['state_mib_per_task']:9.2f} "
+                 f"{_num(v['peak_device_mib']):>9s}")
+  return lines
 
 
 if __name__ == '__main__':

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import os
-import statistics
 import sys
 import time
 
@@ -44,7 +43,8 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.bench_learners import (  # noqa: E402
-    FLAGS, FixedTaskEnv, _init_params, _steady, setup, sim_limit, task_scaling, write)
+    FLAGS, FixedTaskEnv, _init_params, _num, _steady, scaling_table, setup, sim_limit, task_scaling,
+    time_chunks, versus, versus_table, write)
 
 flags.DEFINE_integer('unroll_length', 32, 'PPO unroll length.')
 flags.DEFINE_integer('minibatches', 4, 'Minibatches per epoch (each num_envs / minibatches envs).')
@@ -161,24 +161,9 @@ def run_brax(family, task, seed):
 
 def scaling_run(family, k):
   """Aggregate env steps/s of the adapters-mode PPO training chunk over K tasks."""
-  import jax
-  import numpy as np
-
-  from apb_jax.learners import make_train
   n = FLAGS.scaling_repeats + 1
-  config = _ppo_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk)
-  trainer = make_train(config, family)
-  state = trainer.init(jax.random.PRNGKey(FLAGS.seed), family.sample(
-      jax.random.PRNGKey(200), k, 'train'), _init_params(family, config, k, FLAGS.seed))
-  compile_s = trainer.compile(state)
-  walls = []
-  for chunk in range(n):
-    t = time.perf_counter()
-    state, metrics = trainer.chunk(state, np.int32(chunk))
-    jax.block_until_ready(metrics)
-    walls.append(time.perf_counter() - t)
-  return {'sps': k * FLAGS.scaling_chunk / statistics.median(walls[1:]),
-          'compile_s': compile_s, 'chunk_walls_s': walls}
+  return time_chunks(_ppo_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk),
+                     family, k)
 
 
 def main(argv):
@@ -189,29 +174,10 @@ def main(argv):
       normalize_obs=True, normalize_advantage=True, deterministic_eval=True, activation='relu',
       brax_batch_size=FLAGS.num_envs // FLAGS.minibatches, brax_bootstrap_on_timeout=True,
       episode_length=family.episode_length)}
-  logging.info('sim limit: %.0f env steps/s', entry['sim_limit_sps'])
-  runs = {'ours': [], 'brax': []}
-  brax_error = None
-  for r in range(FLAGS.repeats):   # alternate, so drifts in machine load hit both
-    runs['ours'].append(run_ours(family, one_task, seed=FLAGS.seed + r))
-    if FLAGS.brax and brax_error is None:
-      try:
-        runs['brax'].append(run_brax(family, one_task, seed=FLAGS.seed + r))
-      except Exception as e:  # noqa: BLE001 -- e.g. brax.training on jax >= 0.10
-        brax_error = f'{type(e).__name__}: {e}'.splitlines()[0][:300]
-        logging.warning('brax.training failed: %s', brax_error)
-
-  def med(name, key):
-    return statistics.median(x[key] for x in runs[name])
-
-  entry.update(ours_sps=med('ours', 'sps'), ours_return=med('ours', 'final_return'),
-               ours_compile_s=med('ours', 'compile_s'), ours_runs=runs['ours'])
-  if runs['brax']:
-    entry.update(brax_sps=med('brax', 'sps'), brax_return=med('brax', 'final_return'),
-                 brax_compile_s=med('brax', 'compile_s'), brax_runs=runs['brax'],
-                 ratio=entry['ours_sps'] / med('brax', 'sps'))
-  if brax_error:
-    entry['brax_error'] = brax_error
+  logging.info('sim limit: %s env steps/s', entry['sim_limit_sps'])
+  if FLAGS.repeats:   # --repeats=0: task scaling alone (e.g. a short device lease)
+    entry.update(versus(lambda seed: run_ours(family, one_task, seed),
+                        lambda seed: run_brax(family, one_task, seed)))
   results['ppo_vs_brax'] = entry
 
   results['ppo_task_scaling'] = task_scaling(family, scaling_run, FLAGS.sim_steps)
@@ -223,18 +189,10 @@ def _table(r):
   lines = [f"PPO bench on {r['device']} x{r['device_count']} (jax {r['jax']}), {s['family']} "
            f"task {r['task']}, num_envs {s['num_envs']}, unroll {s['unroll_length']}, "
            f"{s['minibatches']} minibatches x {s['epochs']} epochs, {s['steps']} env steps",
-           f"sim limit ({s['num_envs']} envs): {e['sim_limit_sps']:.0f} env steps/s",
-           f"{'':10s} {'steps/s':>10s} {'compile s':>10s} {'final return':>13s}"]
-  lines += [f"{n + ' PPO':10s} {e[n + '_sps']:10.0f} {e[n + '_compile_s']:10.1f} "
-            f"{e[n + '_return']:13.1f}" for n in ('ours', 'brax') if n + '_sps' in e]
-  lines.append(f"ratio ours/brax: {e['ratio']:.2f}" if 'ratio' in e else
-               f"brax PPO: not run ({e.get('brax_error', 'disabled')})")
-  lines.append(f"(medians of {s['repeats']} alternating runs each)")
-  lines.append(f"{'K tasks':10s} {'agg steps/s':>12s} {'x K=first':>10s} {'compile s':>10s} {'sim limit':>10s}")
-  for k, v in r['ppo_task_scaling'].items():
-    lines.append(f"{k:10s} {v['sps']:12.0f} {v['speedup_vs_first']:10.2f} {v['compile_s']:10.1f} "
-                 f"{v['sim_limit_sps']:10.0f}")
-  return '\n'.join(lines)
+           f"sim limit ({s['num_envs']} envs): {_num(e['sim_limit_sps'])} env steps/s"]
+  if s['repeats']:
+    lines += versus_table(e, 'PPO', s['repeats'])
+  return '\n'.join(lines + scaling_table(r['ppo_task_scaling']))
 
 
 if __name__ == '__main__':
