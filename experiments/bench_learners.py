@@ -137,28 +137,27 @@ def scaling_run(family, k):
 
 
 def time_chunks(config, family, k):
-  """One learner on K train tasks: compile s, then `--scaling_repeats` + 1 timed chunks of
-  `config.eval_every` env steps per task; sps = K * chunk / median of all but the first.
-  Memory: the learner state's bytes per task (replay buffers dominate), and the device's
-  peak bytes in use so far where the backend reports it (GPU/TPU; None on CPU)."""
+  """One learner on K train tasks: compile s, then its `config.num_chunks` chunks of
+  `config.eval_every` env steps per task, timed; sps = K * chunk / median of all but the
+  first. Memory: the learner state's bytes per task (replay buffers dominate), and the
+  device's peak bytes in use so far where the backend reports it (GPU/TPU; None on CPU)."""
   import jax
   import numpy as np
 
-  from apb_jax.learners import make_train
+  from apb_jax.learners import make_train, memory
   trainer = make_train(config, family)
   state = trainer.init(jax.random.PRNGKey(FLAGS.seed), family.sample(
       jax.random.PRNGKey(200), k, 'train'), _init_params(family, config, k, FLAGS.seed))
   compile_s = trainer.compile(state)
   walls = []
-  for chunk in range(FLAGS.scaling_repeats + 1):
+  for chunk in range(config.num_chunks):
     t = time.perf_counter()
     state, metrics = trainer.chunk(state, np.int32(chunk))
     jax.block_until_ready(metrics)
     walls.append(time.perf_counter() - t)
-  state_bytes = sum(x.nbytes for x in jax.tree.leaves(state) if hasattr(x, 'nbytes'))
-  peak = (jax.devices()[0].memory_stats() or {}).get('peak_bytes_in_use')
+  peak = memory.memory_stats(jax.devices()[0]).get('peak_bytes_in_use')
   return {'sps': k * config.eval_every / statistics.median(walls[1:]), 'compile_s': compile_s,
-          'chunk_walls_s': walls, 'state_mib_per_task': state_bytes / k / 2**20,
+          'chunk_walls_s': walls, 'state_mib_per_task': memory.state_bytes(state) / k / 2**20,
           'peak_device_mib': None if peak is None else peak / 2**20}
 
 

@@ -27,13 +27,19 @@ def state_bytes(abstract_state) -> int:
                  for x in jax.tree.leaves(abstract_state)))
 
 
+def memory_stats(device) -> dict:
+  """`device.memory_stats()` (e.g. 'bytes_limit', 'peak_bytes_in_use'), {} where the backend
+  has none (the CPU's, or not implemented)."""
+  try:
+    return device.memory_stats() or {}
+  except Exception:   # not implemented on some backends  # noqa: BLE001
+    return {}
+
+
 def device_bytes(device) -> Optional[int]:
   """Memory of `device` in bytes: the allocator's limit, or the host's RAM for a CPU."""
-  try:
-    stats = device.memory_stats()
-  except Exception:   # not implemented on some backends  # noqa: BLE001
-    stats = None
-  if stats and stats.get('bytes_limit'):
+  stats = memory_stats(device)
+  if stats.get('bytes_limit'):
     return int(stats['bytes_limit'])
   if device.platform == 'cpu':
     return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
