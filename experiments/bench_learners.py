@@ -57,11 +57,21 @@ def _steady(times, steps):
   return sps, max(0.0, (times[1] - times[0]) - statistics.median(intervals))
 
 
+_CEILINGS = {}   # (family, batch, n_steps) -> steps/s: K = 1 of task_scaling is num_envs again
+
+
 def sim_limit(family, batch, n_steps=200, repeats=3):
   """Random-action env steps/s at `batch` envs, with the learners' auto-reset (None with
-  --noceiling)."""
+  --noceiling); measured once per (family, batch, n_steps) in a process."""
   if not FLAGS.ceiling:
     return None
+  key = (id(family), batch, n_steps)
+  if key not in _CEILINGS:
+    _CEILINGS[key] = _measure_sim_limit(family, batch, n_steps, repeats)
+  return _CEILINGS[key]
+
+
+def _measure_sim_limit(family, batch, n_steps, repeats):
   import jax
 
   from apb_jax.tasks.base import random_rollout
