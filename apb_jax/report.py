@@ -157,15 +157,20 @@ def _ci_cell(stats: Mapping) -> str:
   return f"{stats['mean']:.2f} [{stats['ci_low']:.2f}, {stats['ci_high']:.2f}]"
 
 
+def _count(n: int, noun: str) -> str:
+  """'1 seed', '3 seeds'."""
+  return f'{n} {noun}' if n == 1 else f'{n} {noun}s'
+
+
 def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -> None:
   """report.md: header, timing, a table per split, how to read it, links to the plots."""
   t = report['timing']
   lines = [f"# {report['task']}", '',
            f"profile `{report['profile']}`, learner `{report['learner']}`, exploration "
            f"`{report['exploration']}`, critic `{report.get('critic', 'fresh')}`, "
-           f"{report['seeds']} seeds per task", '',
+           f"{_count(report['seeds'], 'seed')} per task", '',
            f"Wall time {t['total_s'] / 60:.1f} min (compile {t['compile_s']:.1f} s), "
-           f"{t['env_steps']} env steps, {t['env_steps_per_s']:.0f} env steps/s", '']
+           f"{t['env_steps']:,} env steps, {t['env_steps_per_s']:.0f} env steps/s", '']
   for split in _splits(report):
     entries = {m: s[split] for m, s in report['methods'].items() if split in s}
     normalized = any('normalized_score' in e for e in entries.values())
@@ -237,7 +242,7 @@ def plot_curves(report: Mapping, path: str) -> None:
       ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')
     ax.set(title=split, xlabel='env steps per task', ylabel='eval return')
     ax.legend(fontsize='small')
-  fig.suptitle(f"{report['task']}: mean and 95% CI over tasks x {report['seeds']} seeds "
+  fig.suptitle(f"{report['task']}: mean and 95% CI over tasks x {_count(report['seeds'], 'seed')} "
                f"({report['profile']} profile, {report['learner']}, {report['exploration']} "
                'exploration)', fontsize='medium')
   fig.tight_layout()
