@@ -36,7 +36,9 @@ FIELDS = {
     # core_size > 0 adds a GRU between backbone and output adapter (PPO only; see policy.py).
     'policy': {'widths': Widths((256, 256, 256)),
                'activation': Choice('relu', choices=tuple(sorted(policy.ACTIVATIONS))),
-               'core_size': Int(0, low=0)},
+               'core_size': Int(0, low=0),
+               # fresh adapters' pre-tanh std; 0: softplus(0) + 1e-3 = 0.694 (see policy.py)
+               'init_scale': Real(0.0, low=0.0)},
     # SAC and TD3 (apb_jax.learners.LearnerConfig fields), every stage.
     'rl': {'num_envs': Int(16, low=1), 'batch_size': Int(256, low=1),
            'grad_updates_per_step': Int(4, low=1), 'buffer_size': Int(1_000_000, low=1),

@@ -45,6 +45,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from apb_jax import recurrent
 
@@ -66,12 +67,16 @@ class PolicyConfig:
     widths: backbone widths (d_0, ..., d_L), L >= 1 dense layers.
     activation: one of ACTIVATIONS.
     min_scale: floor added to softplus(scale) of the Gaussian.
+    init_scale: the Gaussian's scale (pre-tanh std) of fresh adapters; 0 leaves the
+      raw-scale bias at 0 (scale softplus(0) + min_scale = 0.694), > min_scale starts the
+      bias where the scale equals it (a narrower start keeps early exploration tame).
   """
 
   widths: Sequence[int] = (256, 256, 256)
   activation: str = 'relu'
   min_scale: float = 1e-3
   core_size: int = 0        # GRU hidden size between backbone and output adapter; 0: none
+  init_scale: float = 0.0
 
   def __post_init__(self):
     object.__setattr__(self, 'widths', tuple(int(w) for w in self.widths))
@@ -82,6 +87,9 @@ class PolicyConfig:
     if self.core_size < 0:
       raise ValueError(f'PolicyConfig.core_size must be >= 0 (0: no recurrent core), got '
                        f'{self.core_size}.')
+    if self.init_scale != 0.0 and not self.init_scale > self.min_scale:
+      raise ValueError(f'PolicyConfig.init_scale must be 0 (the default init) or > min_scale '
+                       f'= {self.min_scale}, got {self.init_scale}; e.g. init_scale=0.1.')
     if self.activation not in ACTIVATIONS:
       raise ValueError(
           f'unknown activation {self.activation!r}; choose one of '
@@ -126,7 +134,8 @@ def init_adapters(rng: jax.Array, obs_size: int, action_size: int,
   """Fresh linear adapters {'in': obs->d_0, 'out': d_L->2*action_size}.
 
   The output adapter starts small (weights 100x smaller than fan-in scaling) so the initial policy's mean
-  action is near zero whatever the backbone, which keeps early rollouts tame.
+  action is near zero whatever the backbone, which keeps early rollouts tame; its scale
+  starts at `config.init_scale` when that is set.
   """
   if obs_size < 1 or action_size < 1:
     raise ValueError(
@@ -138,6 +147,9 @@ def init_adapters(rng: jax.Array, obs_size: int, action_size: int,
       'in': dense_init(k_in, obs_size, config.widths[0], 1.0),
       'out': dense_init(k_out, head_in, 2 * action_size, 1e-4),
   }
+  if config.init_scale:   # softplus(b) + min_scale = init_scale
+    b = float(np.log(np.expm1(config.init_scale - config.min_scale)))
+    adapters['out']['bias'] = adapters['out']['bias'].at[action_size:].set(b)
   if config.core_size:
     adapters['core'] = recurrent.init(k_core, config.widths[-1], config.core_size)
   return adapters

@@ -24,7 +24,8 @@ __all__ = ['SPLITS', 'csv', 'policy_config', 'ppo_config', 'learner_config',
 def policy_config(config) -> policy.PolicyConfig:
   return policy.PolicyConfig(widths=tuple(config.policy.widths),
                              activation=config.policy.activation,
-                             core_size=config.policy.core_size)
+                             core_size=config.policy.core_size,
+                             init_scale=config.policy.init_scale)
 
 
 def _tuples(group) -> dict:

@@ -64,6 +64,28 @@ def test_bad_config_is_rejected_with_the_fix():
     policy.PolicyConfig(activation='gelu6')
 
 
+def test_init_scale_sets_the_fresh_policy_std_and_zero_keeps_the_default():
+  obs = jax.random.normal(_key(1), (5, 17))
+  default = policy.init_params(_key(), 17, 6, CONFIG)
+  narrow_config = policy.PolicyConfig(widths=CONFIG.widths, init_scale=0.1)
+  narrow = policy.init_params(_key(), 17, 6, narrow_config)
+  out = policy.apply(narrow['backbone'], narrow['adapters'], obs, narrow_config)
+  bias = narrow['adapters']['out']['bias'][6:]
+  np.testing.assert_allclose(jax.nn.softplus(bias) + CONFIG.min_scale, 0.1, rtol=1e-5)
+  np.testing.assert_allclose(out.scale, 0.1, rtol=0.05)   # the 1e-4-gain kernel moves it little
+  out0 = policy.apply(default['backbone'], default['adapters'], obs, CONFIG)
+  np.testing.assert_array_equal(default['adapters']['out']['bias'], 0.0)
+  np.testing.assert_allclose(out0.scale, np.log(2.0) + CONFIG.min_scale, rtol=0.05)
+  # Only the scale half of the output bias differs: same backbone, kernels and means.
+  chex.assert_trees_all_equal(narrow['backbone'], default['backbone'])
+  chex.assert_trees_all_equal(narrow['adapters']['in'], default['adapters']['in'])
+  chex.assert_trees_all_equal(narrow['adapters']['out']['bias'][:6],
+                              default['adapters']['out']['bias'][:6])
+  np.testing.assert_array_equal(out.loc, out0.loc)
+  with pytest.raises(ValueError, match='init_scale must be 0'):
+    policy.PolicyConfig(init_scale=1e-4)
+
+
 def test_same_key_same_params_and_outputs_different_key_different():
   a = policy.init_params(_key(3), 11, 3, CONFIG)
   b = policy.init_params(_key(3), 11, 3, CONFIG)
