@@ -188,7 +188,8 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
       lines += ['', f"Random policy return: {report['random_return'][split]:.2f}"]
     if 'apb' in entries and 'steps_to_threshold' in entries['apb']:
       lines += ['', _speedup_line(entries['apb']['steps_to_threshold'],
-                                  entries['scratch']['steps_to_threshold'])]
+                                  entries['scratch']['steps_to_threshold'],
+                                  entries['scratch']['curve']['mean'][0])]
     lines.append('')
   lines += claims_lib.markdown(report.get('claims', []))
   lines += ['## How to read this', '',
@@ -208,8 +209,9 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
   atomic_write(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
 
 
-def _speedup_line(apb: Mapping, scratch: Mapping) -> str:
-  """How many times fewer (or more) env steps apb needed than scratch to reach the threshold."""
+def _speedup_line(apb: Mapping, scratch: Mapping, scratch_start: float) -> str:
+  """How many times fewer (or more) env steps apb needed than scratch to reach the threshold;
+  flagged when scratch ended below its own start (runs starting above it count from step 0)."""
   def runs(t):
     return f"{t['median']:.0f} steps, {t['fraction_reached']:.0%} of runs reached it" if (
         t['median'] is not None) else f"no median ({t['fraction_reached']:.0%} of runs reached it)"
@@ -224,6 +226,9 @@ def _speedup_line(apb: Mapping, scratch: Mapping) -> str:
     verdict = f'apb needed {s / a:.2f}x fewer steps than scratch.'
   else:
     verdict = f'apb needed {a / s:.2f}x more steps than scratch.'
+  if apb['threshold'] < scratch_start:
+    verdict += (f" Scratch ended below its mean start ({scratch_start:.2f}): runs that start "
+                'above the threshold reach it before training, so these steps say little.')
   return f'{head} {verdict}'
 
 

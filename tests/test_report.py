@@ -258,3 +258,20 @@ def test_failed_write_keeps_old_file(tmp_path):
     files.atomic_write(str(path), half_write)
   assert path.read_text() == 'old'
   assert os.listdir(tmp_path) == ['report.json']
+
+
+def test_speedup_line_flags_scratch_ending_below_its_start(tmp_path):
+  steps = np.array([0, 100, 200])
+  scratch = np.array([[4., 1., 2.], [6., 1., 2.]])    # mean start 5, mean final 2
+  apb = np.array([[4., 1., 2.], [6., 1., 3.]])
+  results = {'apb': {'test_id': {'steps': steps, 'returns': apb}},
+             'scratch': {'test_id': {'steps': steps, 'returns': scratch}}}
+  r = report.build_report(results, task='t', profile='p', learner='sac', exploration='action',
+                          seeds=1, random_return={'test_id': 0.0}, timing=TIMING)
+  report.write_all(r, str(tmp_path))
+  md = (tmp_path / 'report.md').read_text()
+  assert 'apb starts at or above it, before any training.' in md   # both runs start above 2
+  assert "Scratch ended below its mean start (5.00)" in md
+  r['methods']['scratch']['test_id']['curve']['mean'][0] = 1.0   # a start below the final
+  report.write_all(r, str(tmp_path))
+  assert 'ended below its mean start' not in (tmp_path / 'report.md').read_text()
