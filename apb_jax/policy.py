@@ -41,11 +41,11 @@ learner's choice).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from apb_jax import recurrent
 
@@ -148,7 +148,7 @@ def init_adapters(rng: jax.Array, obs_size: int, action_size: int,
       'out': dense_init(k_out, head_in, 2 * action_size, 1e-4),
   }
   if config.init_scale:   # softplus(b) + min_scale = init_scale
-    b = float(np.log(np.expm1(config.init_scale - config.min_scale)))
+    b = math.log(math.expm1(config.init_scale - config.min_scale))
     adapters['out']['bias'] = adapters['out']['bias'].at[action_size:].set(b)
   if config.core_size:
     adapters['core'] = recurrent.init(k_core, config.widths[-1], config.core_size)
