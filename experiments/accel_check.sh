@@ -5,7 +5,10 @@
 #                                                      (default: all five, in that order)
 #   WHEELS=/path/to/wheels experiments/accel_check.sh OUT_DIR    # no network: install from there
 #   STEP_TIMEOUT=300 experiments/accel_check.sh OUT_DIR paper     # stop each step after 300 s
-#   SAC_ARGS='--repeats=1' PPO_ARGS='--ks=1,64' ...              # extra flags of the two benches
+#   KS='1 64' SAC_ARGS='--scaling_repeats=5' PPO_ARGS=...         # task counts; extra bench flags
+#   TESTS_WORKERS=8 TESTS_BESIDE_BENCH=1 TESTS_TIMEOUT=500 ... tests bench
+#       the fast tests in 8 pytest-xdist processes, in the background beside the bench's
+#       compiles and frozen (SIGSTOP) while it times; TESTS_ARGS: extra pytest arguments
 #
 # Uses the jax it finds (`python3`, or $PYTHON): it never reinstalls jax, so a CUDA image's
 # jax (e.g. 0.11.2 with CUDA 13) is what runs. Installs what else the library needs (brax,
@@ -13,14 +16,17 @@
 # $WHEELS when set, else from PyPI. Every step appends its figures to OUT_DIR/accel_check.json
 # (device, versions, wall seconds, and each step's own JSON): the fast tests on the device, the
 # cheetah_vel smoke pipeline, `make bench`'s learners without brax.training (it does not run on
-# jax >= 0.10) and with task scaling to K = 1,024, and the cheetah_vel `paper` profile (resumes
-# where it stopped when run again with the same OUT_DIR). Not yet run on a GPU.
+# jax >= 0.10) and with task scaling to K = 1,024 (one process per learner and K: they compile
+# at once and time one at a time), and the cheetah_vel `paper` profile (resumes where it
+# stopped when run again with the same OUT_DIR). Figures so far: experiments/measured/.
 set -euo pipefail
 
 OUT=${1:?usage: experiments/accel_check.sh OUT_DIR [env tests smoke bench paper]}
 shift
 STEPS=${*:-env tests smoke bench paper}
 PY=${PYTHON:-python3}
+KS=${KS:-1 8 64 256 1024}
+TESTS_PID=
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -97,19 +103,82 @@ EOF
       record env 0 0 "$OUT/env.json";;
     tests)   # on the device: the tests pin themselves to the CPU only when JAX_PLATFORMS is unset
       export JAX_PLATFORMS=${JAX_PLATFORMS:-$("$PY" -c 'import jax; print(jax.default_backend())')}
-      timed tests "" "$PY" -m pytest -m "not slow" -q -p no:cacheprovider --durations=20;;
+      # shellcheck disable=SC2206
+      tests=("$PY" -m pytest -m "not slow" -p no:cacheprovider --durations=20 -rfE ${TESTS_ARGS:-})
+      if [[ -n "${TESTS_WORKERS:-}" ]]; then   # pytest-xdist processes sharing the device
+        export XLA_PYTHON_CLIENT_PREALLOCATE=false
+        tests+=(-n "$TESTS_WORKERS" -v)
+      else
+        tests+=(-q)
+      fi
+      if [[ -n "${TESTS_BESIDE_BENCH:-}" ]]; then   # frozen while the bench step times
+        echo "== tests (in the background, frozen while the bench times): ${tests[*]}"
+        TESTS_START=$(date +%s)
+        limit=${TESTS_TIMEOUT:-${STEP_TIMEOUT:-}}
+        rm -f "$OUT/tests_end"   # "exit status, end time" once pytest ends
+        setsid nice -n 10 bash -c '"${@:2}"; echo "$? $(date +%s)" > "$1"' _ "$OUT/tests_end" \
+          ${limit:+timeout --signal=INT --kill-after=20 "$limit"} "${tests[@]}" \
+          > "$OUT/tests.log" 2>&1 &
+        TESTS_PID=$!
+      else
+        timed tests "" "${tests[@]}"
+      fi;;
     smoke)
       timed smoke "$OUT/smoke/report.json" "$PY" -m experiments.run \
         --config=experiments/configs/cheetah_vel.py:smoke --workdir="$OUT/smoke" --progress=false;;
-    bench)
-      timed bench_sac "$OUT/bench_sac.json" "$PY" experiments/bench_learners.py --brax=false \
-        --ks=1,8,64,256,1024 --out="$OUT/bench_sac.json" ${SAC_ARGS:-}
-      timed bench_ppo "$OUT/bench_ppo.json" "$PY" experiments/bench_ppo.py --brax=false \
-        --ks=1,8,64,256,1024 --out="$OUT/bench_ppo.json" ${PPO_ARGS:-};;
+    bench)   # one process per (learner, K): compiles overlap, timings take turns (bench_turns.py)
+      export XLA_PYTHON_CLIENT_PREALLOCATE=false   # the processes share the device's memory
+      rm -rf "$OUT/turns"
+      n=$(( 2 * $(wc -w <<< "$KS") ))
+      start=$(date +%s)
+      echo "== bench: $n processes, SAC and PPO at K = $KS, timed one at a time"
+      pids=()
+      for learner in learners ppo; do
+        [[ $learner == learners ]] && args=${SAC_ARGS:-} || args=${PPO_ARGS:-}
+        for k in $KS; do   # $args unquoted: several flags
+          # shellcheck disable=SC2086
+          "${TIMEOUT[@]}" "$PY" experiments/bench_$learner.py --brax=false --repeats=0 \
+            --ks="$k" --turns="$OUT/turns" --turns_n=$n --out="$OUT/bench_${learner}_k$k.json" \
+            $args > "$OUT/bench_${learner}_k$k.log" 2>&1 &
+          pids+=($!)
+        done
+      done
+      if [[ -n "$TESTS_PID" ]]; then   # background tests: frozen once every bench process is ready
+        (while (( $(find "$OUT/turns" -name 'ready.*' 2>/dev/null | wc -l) < n )); do sleep 1; done
+         kill -STOP -- -"$TESTS_PID" 2>/dev/null && date +%s > "$OUT/tests_frozen_at") &
+        freezer=$!
+      fi
+      wait "${pids[@]}" || true
+      if [[ -n "$TESTS_PID" ]]; then
+        kill "$freezer" 2>/dev/null || true
+        kill -CONT -- -"$TESTS_PID" 2>/dev/null || true
+        [[ -f "$OUT/tests_frozen_at" ]] && TESTS_FROZEN=$(( $(date +%s) - $(cat "$OUT/tests_frozen_at") ))
+      fi
+      for learner in learners ppo; do
+        [[ $learner == learners ]] && name=bench_sac key=task_scaling || name=bench_ppo key=ppo_task_scaling
+        paths=()
+        for k in $KS; do paths+=("$OUT/bench_${learner}_k$k.json"); done
+        set +e
+        "$PY" - "$OUT/$name.json" $key "${paths[@]}" <<'EOF2'
+import sys
+from experiments.bench_learners import merge_processes
+merge_processes(sys.argv[1], sys.argv[2], sys.argv[3:])
+EOF2
+        rc=$?
+        set -e
+        record "$name" "$(( $(date +%s) - start ))" "$rc" "$OUT/$name.json"
+      done;;
     paper)
       timed paper "$OUT/paper/report.json" "$PY" -m experiments.run \
         --config=experiments/configs/cheetah_vel.py:paper --workdir="$OUT/paper" --progress=false;;
     *) echo "error: unknown step $step; choose from: env tests smoke bench paper" >&2; exit 2;;
   esac
 done
+if [[ -n "$TESTS_PID" ]]; then   # the background tests: their wall time counts the frozen seconds
+  wait "$TESTS_PID" || true
+  read -r rc end < "$OUT/tests_end" || { rc=1; end=$(date +%s); }
+  tail -n 40 "$OUT/tests.log"
+  record tests "$(( end - TESTS_START ))" "$rc"
+  echo "tests: exit status $rc after $(( end - TESTS_START )) s, ${TESTS_FROZEN:-0} s of them frozen while the bench timed"
+fi
 echo "figures: $OUT/accel_check.json"

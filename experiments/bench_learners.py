@@ -9,7 +9,10 @@ Measured in one process on one machine, written to `--out` (JSON) and printed:
                  steps, learning rate, discount, tau, replay sizes, eval envs;
   task_scaling   our SAC in mode 'adapters' on K tasks in one jitted call:
                  aggregate env steps/s of the training chunk alone (median of
-                 `--scaling_repeats` timed chunks after a first, compiling one).
+                 `--scaling_repeats` timed chunks after a first, warm-up one;
+                 compile_s is the ahead-of-time compile of chunk + evaluation).
+Every K and its ceiling compile before anything is timed; with --turns several
+such processes share one device and take turns to time (bench_turns.py).
 
 Timing, the same for both learners: wall-clock time is taken at every
 progress callback (one per eval). Steady steps/s = env steps between the
@@ -21,12 +24,17 @@ brax side is recorded as an error and the rest is still measured.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sys
 import statistics
 import time
 
 from absl import app, flags, logging
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from experiments import bench_turns  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('family', 'cheetah_vel', 'Task family.')
@@ -57,21 +65,27 @@ def _steady(times, steps):
   return sps, max(0.0, (times[1] - times[0]) - statistics.median(intervals))
 
 
-_CEILINGS = {}   # (family, batch, n_steps) -> steps/s: K = 1 of task_scaling is num_envs again
+_CEILINGS = {}   # (family, batch, n_steps) -> measure(): K = 1 of task_scaling is num_envs again
 
 
-def sim_limit(family, batch, n_steps=200, repeats=3):
+def sim_limit(family, batch, n_steps=200):
   """Random-action env steps/s at `batch` envs, with the learners' auto-reset (None with
-  --noceiling); measured once per (family, batch, n_steps) in a process."""
+  --noceiling); compiled and measured once per (family, batch, n_steps) in a process."""
+  return sim_limit_timer(family, batch, n_steps)()
+
+
+def sim_limit_timer(family, batch, n_steps=200, repeats=3):
+  """Compiles sim_limit's rollout now; returns measure() -> its env steps/s (measured on the
+  first call, remembered after), so the compile can happen before this process's turn."""
   if not FLAGS.ceiling:
-    return None
+    return lambda: None
   key = (id(family), batch, n_steps)
   if key not in _CEILINGS:
-    _CEILINGS[key] = _measure_sim_limit(family, batch, n_steps, repeats)
+    _CEILINGS[key] = functools.cache(_compile_sim_limit(family, batch, n_steps, repeats))
   return _CEILINGS[key]
 
 
-def _measure_sim_limit(family, batch, n_steps, repeats):
+def _compile_sim_limit(family, batch, n_steps, repeats):
   import jax
 
   from apb_jax.tasks.base import random_rollout
@@ -82,14 +96,27 @@ def _measure_sim_limit(family, batch, n_steps, repeats):
   def rollout(state, rng):
     return random_rollout(env, state, rng, n_steps)[0]
 
-  rollout = jax.jit(rollout)
-  jax.block_until_ready(rollout(state, jax.random.PRNGKey(2)))
-  rates = []
-  for r in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(rollout(state, jax.random.PRNGKey(3 + r)))
-    rates.append(batch * n_steps / (time.perf_counter() - t))
-  return statistics.median(rates)
+  rollout = jax.jit(rollout).lower(state, jax.random.PRNGKey(2)).compile()
+
+  def measure():
+    jax.block_until_ready(rollout(state, jax.random.PRNGKey(2)))
+    rates = []
+    for r in range(repeats):
+      t = time.perf_counter()
+      jax.block_until_ready(rollout(state, jax.random.PRNGKey(3 + r)))
+      rates.append(batch * n_steps / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+  return measure
+
+
+def base_sim_limit(family, n_steps=200):
+  """sim_limit at num_envs, the K = 1 ceiling: measured where --ks holds 1 or the versus-
+  brax.training comparison runs; None in the other processes of a split bench (--turns),
+  where it would only repeat K = 1's process's measurement."""
+  if FLAGS.repeats or '1' in FLAGS.ks or not FLAGS.turns:
+    return sim_limit(family, FLAGS.num_envs, n_steps)
+  return None
 
 
 def _learner_config(mode, total, eval_every, warmup):
@@ -139,18 +166,20 @@ def run_ours(family, tasks, mode, total, n_evals, seed):
           'final_return': returns[-1], 'returns': returns, 'steps': steps[1:]}
 
 
-def scaling_run(family, k):
-  """Aggregate env steps/s of the adapters-mode SAC training chunk over K tasks."""
+def scaling_timer(family, k):
+  """The adapters-mode SAC training chunk over K tasks, compiled; returns timed() -> figures."""
   n = FLAGS.scaling_repeats + 1
-  return time_chunks(_learner_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk,
+  return chunk_timer(_learner_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk,
                                      warmup=0), family, k)
 
 
-def time_chunks(config, family, k):
-  """One learner on K train tasks: compile s, then its `config.num_chunks` chunks of
-  `config.eval_every` env steps per task, timed; sps = K * chunk / median of all but the
-  first. Memory: the learner state's bytes per task (replay buffers dominate), and the
-  device's peak bytes in use so far where the backend reports it (GPU/TPU; None on CPU)."""
+def chunk_timer(config, family, k):
+  """One learner on K train tasks, initialised and compiled now; returns timed(), which runs
+  its `config.num_chunks` chunks of `config.eval_every` env steps per task and returns
+  {sps: K * chunk / median wall of all chunks but the first, compile_s, chunk_walls_s,
+  state_mib_per_task (the learner state's bytes per task: replay buffers dominate),
+  peak_device_mib (the process's peak device bytes so far where the backend reports it,
+  GPU/TPU; None on CPU)}."""
   import jax
   import numpy as np
 
@@ -159,16 +188,20 @@ def time_chunks(config, family, k):
   state = trainer.init(jax.random.PRNGKey(FLAGS.seed), family.sample(
       jax.random.PRNGKey(200), k, 'train'), _init_params(family, config, k, FLAGS.seed))
   compile_s = trainer.compile(state)
-  walls = []
-  for chunk in range(config.num_chunks):
-    t = time.perf_counter()
-    state, metrics = trainer.chunk(state, np.int32(chunk))
-    jax.block_until_ready(metrics)
-    walls.append(time.perf_counter() - t)
-  peak = memory.memory_stats(jax.devices()[0]).get('peak_bytes_in_use')
-  return {'sps': k * config.eval_every / statistics.median(walls[1:]), 'compile_s': compile_s,
-          'chunk_walls_s': walls, 'state_mib_per_task': memory.state_bytes(state) / k / 2**20,
-          'peak_device_mib': None if peak is None else peak / 2**20}
+
+  def timed():
+    s, walls = state, []
+    for chunk in range(config.num_chunks):
+      t = time.perf_counter()
+      s, metrics = trainer.chunk(s, np.int32(chunk))
+      jax.block_until_ready(metrics)
+      walls.append(time.perf_counter() - t)
+    peak = memory.memory_stats(jax.devices()[0]).get('peak_bytes_in_use')
+    return {'sps': k * config.eval_every / statistics.median(walls[1:]), 'compile_s': compile_s,
+            'chunk_walls_s': walls, 'state_mib_per_task': memory.state_bytes(s) / k / 2**20,
+            'peak_device_mib': None if peak is None else peak / 2**20}
+
+  return timed
 
 
 class FixedTaskEnv:
@@ -236,15 +269,16 @@ def main(argv):
   family, one_task, results = setup(
       ('family', 'num_envs', 'batch_size', 'updates', 'widths', 'steps', 'num_evals',
        'eval_envs', 'ks', 'scaling_chunk', 'scaling_repeats', 'repeats', 'seed'))
-  results['sim_limit_sps'] = {'batch': FLAGS.num_envs,
-                              'sps': sim_limit(family, FLAGS.num_envs)}
-  logging.info('sim limit: %s env steps/s', results['sim_limit_sps']['sps'])
-
-  if FLAGS.repeats:   # --repeats=0: task scaling alone (e.g. a short device lease)
-    results['sac_vs_brax'] = versus(
-        lambda seed: run_ours(family, one_task, 'all', FLAGS.steps, FLAGS.num_evals, seed),
-        lambda seed: run_brax(family, one_task, FLAGS.steps, FLAGS.num_evals, seed))
-  results['task_scaling'] = task_scaling(family, scaling_run)
+  scaling = prepare_task_scaling(family, scaling_timer)
+  with bench_turns.turn() as turn:   # alone on the device from here with --turns
+    results['sim_limit_sps'] = {'batch': FLAGS.num_envs, 'sps': base_sim_limit(family)}
+    logging.info('sim limit: %s env steps/s', results['sim_limit_sps']['sps'])
+    if FLAGS.repeats:   # --repeats=0: task scaling alone (e.g. a short device lease)
+      results['sac_vs_brax'] = versus(
+          lambda seed: run_ours(family, one_task, 'all', FLAGS.steps, FLAGS.num_evals, seed),
+          lambda seed: run_brax(family, one_task, FLAGS.steps, FLAGS.num_evals, seed))
+    results['task_scaling'] = scaling()
+  results['turn'] = turn
   write(results, _table(results))
 
 
@@ -290,17 +324,60 @@ def setup(setting_names):
   }
 
 
-def task_scaling(family, scaling_run, sim_steps=200):
-  """{K: scaling_run(family, K) + sim_limit_sps at K * num_envs + speedup_vs_first} for --ks."""
-  scaling = {}
-  for k in (int(x) for x in FLAGS.ks):
-    scaling[str(k)] = dict(scaling_run(family, k),
-                           sim_limit_sps=sim_limit(family, k * FLAGS.num_envs, sim_steps))
-    logging.info('K=%d: %s', k, scaling[str(k)])
-  base = scaling[str(int(FLAGS.ks[0]))]['sps']
+def prepare_task_scaling(family, scaling_timer, sim_steps=200):
+  """Compiles, for each K of --ks, the learner (`scaling_timer(family, K)`) and the sim_limit
+  rollout at K * num_envs; then marks this process ready (bench_turns). Returns timed() ->
+  {K: the learner's figures + sim_limit_sps + speedup_vs_first}; call it in the turn.
+  All Ks compile before any is timed, so a process's peak device memory is that of its
+  largest K (accel_check.sh runs one K per process)."""
+  try:
+    timers = {k: (scaling_timer(family, k),
+                  sim_limit_timer(family, k * FLAGS.num_envs, sim_steps))
+              for k in (int(x) for x in FLAGS.ks)}
+  finally:
+    bench_turns.ready()
+
+  def timed():
+    scaling = {}
+    for k, (learner, ceiling) in timers.items():
+      scaling[str(k)] = dict(learner(), sim_limit_sps=ceiling())
+      logging.info('K=%d: %s', k, scaling[str(k)])
+    base = scaling[str(int(FLAGS.ks[0]))]['sps']
+    for v in scaling.values():
+      v['speedup_vs_first'] = v['sps'] / base
+    return scaling
+
+  return timed
+
+
+def merge_processes(out: str, key: str, paths: list[str]) -> dict:
+  """One bench JSON (written to `out`, its table printed) from processes that each timed
+  some Ks (accel_check.sh: one K per process, --turns): the first result's header, every
+  K's figures under `key` ('task_scaling' or 'ppo_task_scaling') with speedup_vs_first
+  against the smallest K, each process's turn, and under 'missing' the paths that wrote
+  nothing (a process that failed or ran out of time; its log says why)."""
+  results, scaling, turns, missing = None, {}, {}, []
+  for path in paths:
+    if not os.path.exists(path):
+      missing.append(path)
+      continue
+    with open(path) as f:
+      r = json.load(f)
+    results = results or r   # the first path's header: K = 1's, with its ceiling, if listed first
+    scaling.update(r[key])
+    turns[os.path.basename(path)] = r.get('turn')
+  if results is None:
+    raise SystemExit(f'no bench process wrote its figures: {paths}; see their logs')
+  scaling = {k: scaling[k] for k in sorted(scaling, key=int)}
   for v in scaling.values():
-    v['speedup_vs_first'] = v['sps'] / base
-  return scaling
+    v['speedup_vs_first'] = v['sps'] / next(iter(scaling.values()))['sps']
+  results.update({key: scaling, 'turns': turns, 'missing': missing})
+  results.pop('turn', None)
+  results['settings']['ks'] = list(scaling)
+  with open(out, 'w') as f:
+    json.dump(results, f, indent=2)
+  print('\n'.join(scaling_table(scaling)))
+  return results
 
 
 def write(results: dict, table: str) -> None:

@@ -43,8 +43,8 @@ from absl import app, flags, logging
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.bench_learners import (  # noqa: E402
-    FLAGS, FixedTaskEnv, _init_params, _num, _steady, scaling_table, setup, sim_limit, task_scaling,
-    time_chunks, versus, versus_table, write)
+    FLAGS, FixedTaskEnv, _init_params, _num, _steady, base_sim_limit, bench_turns, chunk_timer,
+    prepare_task_scaling, scaling_table, setup, versus, versus_table, write)
 
 flags.DEFINE_integer('unroll_length', 32, 'PPO unroll length.')
 flags.DEFINE_integer('minibatches', 4, 'Minibatches per epoch (each num_envs / minibatches envs).')
@@ -159,28 +159,31 @@ def run_brax(family, task, seed):
   return _timing(times, steps, returns)
 
 
-def scaling_run(family, k):
-  """Aggregate env steps/s of the adapters-mode PPO training chunk over K tasks."""
+def scaling_timer(family, k):
+  """The adapters-mode PPO training chunk over K tasks, compiled; returns timed() -> figures."""
   n = FLAGS.scaling_repeats + 1
-  return time_chunks(_ppo_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk),
+  return chunk_timer(_ppo_config('adapters', FLAGS.scaling_chunk * n, FLAGS.scaling_chunk),
                      family, k)
 
 
 def main(argv):
   del argv
   family, one_task, results = setup(SETTINGS)
-  entry = {'sim_limit_sps': sim_limit(family, FLAGS.num_envs, FLAGS.sim_steps), 'settings': dict(
-      {k: FLAGS[k].value for k in VS_BRAX}, max_grad_norm=None, reward_scaling=1.0,
-      normalize_obs=True, normalize_advantage=True, deterministic_eval=True, activation='relu',
-      brax_batch_size=FLAGS.num_envs // FLAGS.minibatches, brax_bootstrap_on_timeout=True,
-      episode_length=family.episode_length)}
-  logging.info('sim limit: %s env steps/s', entry['sim_limit_sps'])
-  if FLAGS.repeats:   # --repeats=0: task scaling alone (e.g. a short device lease)
-    entry.update(versus(lambda seed: run_ours(family, one_task, seed),
-                        lambda seed: run_brax(family, one_task, seed)))
-  results['ppo_vs_brax'] = entry
-
-  results['ppo_task_scaling'] = task_scaling(family, scaling_run, FLAGS.sim_steps)
+  scaling = prepare_task_scaling(family, scaling_timer, FLAGS.sim_steps)
+  with bench_turns.turn() as turn:   # alone on the device from here with --turns
+    entry = {'sim_limit_sps': base_sim_limit(family, FLAGS.sim_steps),
+             'settings': dict(
+                 {k: FLAGS[k].value for k in VS_BRAX}, max_grad_norm=None, reward_scaling=1.0,
+                 normalize_obs=True, normalize_advantage=True, deterministic_eval=True,
+                 activation='relu', brax_batch_size=FLAGS.num_envs // FLAGS.minibatches,
+                 brax_bootstrap_on_timeout=True, episode_length=family.episode_length)}
+    logging.info('sim limit: %s env steps/s', entry['sim_limit_sps'])
+    if FLAGS.repeats:   # --repeats=0: task scaling alone (e.g. a short device lease)
+      entry.update(versus(lambda seed: run_ours(family, one_task, seed),
+                          lambda seed: run_brax(family, one_task, seed)))
+    results['ppo_vs_brax'] = entry
+    results['ppo_task_scaling'] = scaling()
+  results['turn'] = turn
   write(results, _table(results))
 
 
