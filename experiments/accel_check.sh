@@ -26,7 +26,7 @@ shift
 STEPS=${*:-env tests smoke bench paper}
 PY=${PYTHON:-python3}
 KS=${KS:-1 8 64 256 1024}
-TESTS_PID=
+TESTS_SID=   # session of the background tests (TESTS_BESIDE_BENCH)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -102,7 +102,10 @@ print(open(sys.argv[1]).read())
 EOF
       record env 0 0 "$OUT/env.json";;
     tests)   # on the device: the tests pin themselves to the CPU only when JAX_PLATFORMS is unset
-      export JAX_PLATFORMS=${JAX_PLATFORMS:-$("$PY" -c 'import jax; print(jax.default_backend())')}
+      # JAX_PLATFORMS=gpu means cuda *and* rocm on jax 0.11, an error where one is missing
+      export JAX_PLATFORMS=${JAX_PLATFORMS:-$("$PY" -c 'import jax; b = jax.default_backend()
+print(("rocm" if "rocm" in jax.devices()[0].client.platform_version.lower() else "cuda")
+      if b == "gpu" else b)')}
       # shellcheck disable=SC2206
       tests=("$PY" -m pytest -m "not slow" -p no:cacheprovider --durations=20 -rfE ${TESTS_ARGS:-})
       if [[ -n "${TESTS_WORKERS:-}" ]]; then   # pytest-xdist processes sharing the device
@@ -115,11 +118,13 @@ EOF
         echo "== tests (in the background, frozen while the bench times): ${tests[*]}"
         TESTS_START=$(date +%s)
         limit=${TESTS_TIMEOUT:-${STEP_TIMEOUT:-}}
-        rm -f "$OUT/tests_end"   # "exit status, end time" once pytest ends
-        setsid nice -n 10 bash -c '"${@:2}"; echo "$? $(date +%s)" > "$1"' _ "$OUT/tests_end" \
+        rm -f "$OUT/tests_end" "$OUT/tests_sid"   # tests_end: "exit status, end time"
+        setsid nice -n 10 bash -c 'echo $$ > "$1_sid"; "${@:2}"; echo "$? $(date +%s)" > "$1_end"' \
+          _ "$OUT/tests" \
           ${limit:+timeout --signal=INT --kill-after=20 "$limit"} "${tests[@]}" \
           > "$OUT/tests.log" 2>&1 &
-        TESTS_PID=$!
+        until [[ -s "$OUT/tests_sid" ]]; do sleep 0.2; done
+        TESTS_SID=$(cat "$OUT/tests_sid")
       else
         timed tests "" "${tests[@]}"
       fi;;
@@ -143,15 +148,16 @@ EOF
           pids+=($!)
         done
       done
-      if [[ -n "$TESTS_PID" ]]; then   # background tests: frozen once every bench process is ready
+      if [[ -n "$TESTS_SID" ]]; then   # background tests: frozen once every bench process is ready
+        # by session, not process group: `timeout` gives pytest a process group of its own
         (while (( $(find "$OUT/turns" -name 'ready.*' 2>/dev/null | wc -l) < n )); do sleep 1; done
-         kill -STOP -- -"$TESTS_PID" 2>/dev/null && date +%s > "$OUT/tests_frozen_at") &
+         pkill -STOP -s "$TESTS_SID" && date +%s > "$OUT/tests_frozen_at") &
         freezer=$!
       fi
       wait "${pids[@]}" || true
-      if [[ -n "$TESTS_PID" ]]; then
+      if [[ -n "$TESTS_SID" ]]; then
         kill "$freezer" 2>/dev/null || true
-        kill -CONT -- -"$TESTS_PID" 2>/dev/null || true
+        pkill -CONT -s "$TESTS_SID" || true
         [[ -f "$OUT/tests_frozen_at" ]] && TESTS_FROZEN=$(( $(date +%s) - $(cat "$OUT/tests_frozen_at") ))
       fi
       for learner in learners ppo; do
@@ -174,8 +180,9 @@ EOF2
     *) echo "error: unknown step $step; choose from: env tests smoke bench paper" >&2; exit 2;;
   esac
 done
-if [[ -n "$TESTS_PID" ]]; then   # the background tests: their wall time counts the frozen seconds
-  wait "$TESTS_PID" || true
+if [[ -n "$TESTS_SID" ]]; then   # the background tests: their wall time counts the frozen seconds
+  until [[ -s "$OUT/tests_end" ]]; do sleep 1; done
+  pkill -KILL -s "$TESTS_SID" 2>/dev/null || true   # what a test left running
   read -r rc end < "$OUT/tests_end" || { rc=1; end=$(date +%s); }
   tail -n 40 "$OUT/tests.log"
   record tests "$(( end - TESTS_START ))" "$rc"

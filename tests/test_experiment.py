@@ -323,7 +323,9 @@ class _Launched(subprocess.Popen):
 
 
 def _launch(workdir, *extra):
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  """The launcher in a subprocess, on this process's platform (conftest pins the CPU unless
+  JAX_PLATFORMS says otherwise, e.g. accel_check.sh's tests on a GPU)."""
+  env = dict(os.environ)
   return _Launched([sys.executable, '-m', 'experiments.run', *SMOKE, f'--workdir={workdir}',
                     *extra], cwd=ROOT, env=env)
 
@@ -372,9 +374,10 @@ def test_smoke_launcher_writes_the_whole_run_directory(smoke_run):
   assert {k: len(v['params']['velocity']) for k, v in sets.items()} == {
       'train': 2, 'test_id': 2, 'test_ood': 2}
   versions = json.loads((workdir / 'versions.json').read_text())
+  backend = jax.default_backend()
   assert (versions['jax'], versions['backend'], versions['devices']) == (
-      jax.__version__, 'cpu', [d.device_kind for d in jax.devices()])
-  assert f'jax {jax.__version__} on cpu: 1 x {jax.devices()[0].device_kind}' in stdout
+      jax.__version__, backend, [d.device_kind for d in jax.devices()])
+  assert f'jax {jax.__version__} on {backend}: 1 x {jax.devices()[0].device_kind}' in stdout
   out = json.loads((workdir / 'report.json').read_text())
   assert (out['task'], out['profile'], out['learner'], out['exploration'], out['seeds']) == (
       'cheetah_vel', 'smoke', 'sac', 'action', 1)
