@@ -27,8 +27,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 import statistics
+import sys
 import time
 
 from absl import app, flags, logging
