@@ -91,6 +91,10 @@ def validate(config, check_task: bool = True, episode_length: int = tasks.EPISOD
       raise ValueError(f'--config.adapt.critic={config.adapt.critic} needs a meta-trained critic, '
                        'which only --config.meta.method=rl trains (bc distils the actor); use '
                        'one of them.')
+  try:   # rules inside PolicyConfig (init_scale against min_scale)
+    policy_config(config)
+  except ValueError as e:
+    raise ValueError(f'policy (--config.policy.*): {e}') from None
   # Building every stage's learner config checks budgets (multiples of num_envs, ...) and
   # settings (e.g. PPO refuses param noise) up front.
   learner_group = 'ppo' if config.learner == 'ppo' else 'rl'
