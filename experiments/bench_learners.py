@@ -342,12 +342,18 @@ def prepare_task_scaling(family, scaling_timer, sim_steps=200):
     for k, (learner, ceiling) in timers.items():
       scaling[str(k)] = dict(learner(), sim_limit_sps=ceiling())
       logging.info('K=%d: %s', k, scaling[str(k)])
-    base = scaling[str(int(FLAGS.ks[0]))]['sps']
-    for v in scaling.values():
-      v['speedup_vs_first'] = v['sps'] / base
-    return scaling
+    return with_speedups(scaling)
 
   return timed
+
+
+def with_speedups(scaling: dict) -> dict:
+  """`scaling` ({K: figures}, Ks in increasing order) with each K's speedup_vs_first: its
+  env steps/s over the first K's."""
+  base = next(iter(scaling.values()))['sps']
+  for v in scaling.values():
+    v['speedup_vs_first'] = v['sps'] / base
+  return scaling
 
 
 def merge_processes(out: str, key: str, paths: list[str]) -> dict:
@@ -368,25 +374,22 @@ def merge_processes(out: str, key: str, paths: list[str]) -> dict:
     turns[os.path.basename(path)] = r.get('turn')
   if results is None:
     raise SystemExit(f'no bench process wrote its figures: {paths}; see their logs')
-  scaling = {k: scaling[k] for k in sorted(scaling, key=int)}
-  for v in scaling.values():
-    v['speedup_vs_first'] = v['sps'] / next(iter(scaling.values()))['sps']
+  scaling = with_speedups({k: scaling[k] for k in sorted(scaling, key=int)})
   results.update({key: scaling, 'turns': turns, 'missing': missing})
   results.pop('turn', None)
   results['settings']['ks'] = list(scaling)
-  with open(out, 'w') as f:
-    json.dump(results, f, indent=2)
-  print('\n'.join(scaling_table(scaling)))
+  write(results, '\n'.join(scaling_table(scaling)), out)
   return results
 
 
-def write(results: dict, table: str) -> None:
-  """Writes `results` to --out (JSON) and prints `table`."""
-  os.makedirs(os.path.dirname(FLAGS.out) or '.', exist_ok=True)
-  with open(FLAGS.out, 'w') as f:
+def write(results: dict, table: str, out: str | None = None) -> None:
+  """Writes `results` to `out` (default --out; JSON) and prints `table`."""
+  out = out or FLAGS.out
+  os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
+  with open(out, 'w') as f:
     json.dump(results, f, indent=2)
   print(table)
-  print(f'wrote {FLAGS.out}')
+  print(f'wrote {out}')
 
 
 def _table(r):
