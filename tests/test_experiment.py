@@ -323,11 +323,10 @@ class _Launched(subprocess.Popen):
 
 
 def _launch(workdir, *extra):
-  """The launcher in a subprocess, on this process's platform (conftest pins the CPU unless
-  JAX_PLATFORMS says otherwise, e.g. accel_check.sh's tests on a GPU)."""
-  env = dict(os.environ)
+  """The launcher in a subprocess, on this process's platform: it inherits JAX_PLATFORMS
+  (conftest pins the CPU unless set, e.g. to cuda by accel_check.sh's tests on a GPU)."""
   return _Launched([sys.executable, '-m', 'experiments.run', *SMOKE, f'--workdir={workdir}',
-                    *extra], cwd=ROOT, env=env)
+                    *extra], cwd=ROOT)
 
 
 @pytest.mark.parametrize('args,message', [
