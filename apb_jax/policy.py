@@ -88,8 +88,8 @@ class PolicyConfig:
       raise ValueError(f'PolicyConfig.core_size must be >= 0 (0: no recurrent core), got '
                        f'{self.core_size}.')
     if self.init_scale != 0.0 and not self.init_scale > self.min_scale:
-      raise ValueError(f'PolicyConfig.init_scale={self.init_scale} must be 0 (the default init) or > '
-                       f'min_scale={self.min_scale}; e.g. init_scale=0.1.')
+      raise ValueError(f'PolicyConfig.init_scale={self.init_scale} must be 0 (the default init)'
+                       f' or > min_scale={self.min_scale}; e.g. init_scale=0.1.')
     if self.activation not in ACTIVATIONS:
       raise ValueError(
           f'PolicyConfig.activation={self.activation!r} is unknown; choose one of '

@@ -65,7 +65,7 @@ def _steady(times, steps):
   return sps, max(0.0, (times[1] - times[0]) - statistics.median(intervals))
 
 
-_CEILINGS = {}   # (family, batch, n_steps) -> measure(): K = 1 of task_scaling is num_envs again
+_CEILINGS = {}   # (family name, batch, n_steps) -> measure(): K = 1 of task_scaling is num_envs again
 
 
 def sim_limit(family, batch, n_steps=200):

@@ -82,7 +82,8 @@ def test_init_scale_sets_the_fresh_policy_std_and_zero_keeps_the_default():
   chex.assert_trees_all_equal(narrow['adapters']['out']['bias'][:6],
                               default['adapters']['out']['bias'][:6])
   np.testing.assert_array_equal(out.loc, out0.loc)
-  with pytest.raises(ValueError, match=r'PolicyConfig.init_scale=0.0001 must be 0 \(the default init\)'):
+  with pytest.raises(ValueError,
+                     match=r'PolicyConfig.init_scale=0.0001 must be 0 \(the default init\)'):
     policy.PolicyConfig(init_scale=1e-4)
 
 

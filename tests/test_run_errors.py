@@ -78,8 +78,8 @@ BAD_SETTINGS = [
     ({'policy.widths': ()}, '--config.policy.widths=() must be a non-empty tuple of ints'),
     ({'policy.activation': 'sigmoid'}, '--config.policy.activation=sigmoid must be one of'),
     ({'policy.core_size': -1}, '--config.policy.core_size=-1 must be an int >= 0'),
-    ({'policy.init_scale': 0.001}, 'error: policy (--config.policy.*): PolicyConfig.init_scale=0.001 must be '
-     '0 (the default init) or > min_scale=0.001; e.g. init_scale=0.1.'),
+    ({'policy.init_scale': 0.001}, 'error: policy (--config.policy.*): PolicyConfig.init_scale=0.001'
+     ' must be 0 (the default init) or > min_scale=0.001; e.g. init_scale=0.1.'),
     ({'learner': 'a2c'}, "--config.learner=a2c must be one of ['sac', 'td3', 'ppo']"),
     ({'exploration': 'curiosity'}, "--config.exploration=curiosity must be one of ['action',"),
     ({'methods': 'apb,mamll'}, '--config.methods=apb,mamll must be a comma-separated list of '
