@@ -10,6 +10,7 @@ sets and resumable `learner_stage`).
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import jax
@@ -72,15 +73,27 @@ def adapt_stage(exp, method: str, split: str, per_index_fn, trained, steps_per_i
     return exp.result(name)
   tasks = adapt.repeat_tasks(exp.tasks[split], c.adapt.seeds)
   rng = exp.key(f'adapt/{split}')
+  runs = jax.tree.leaves(tasks)[0].shape[0]
+  _say(exp, f'{name}: one program, {runs} runs x {c.adapt.total_steps} env steps; no progress '
+       'lines until it ends (a stop reruns the whole stage)')
   start = time.perf_counter()
   fn = jax.jit(per_index_fn).lower(trained, rng, tasks).compile()
   compile_s = time.perf_counter() - start
   per_index = np.asarray(fn(trained, rng, tasks))
   steps = np.arange(c.adapt.total_steps // c.adapt.eval_every + 1) * c.adapt.eval_every
+  curves = value_at_budget(per_index, steps, steps_per_index)
+  _say(exp, f'{name}: done in {time.perf_counter() - start:.0f} s ({compile_s:.0f} s '
+       f'compiling), final eval return {curves[:, -1].mean():.2f}')
   out = {'steps': steps.tolist(),
-         'curves': value_at_budget(per_index, steps, steps_per_index).tolist(),
+         'curves': curves.tolist(),
          'per_index': per_index.tolist(), 'steps_per_index': int(steps_per_index),
          'run_s': time.perf_counter() - start, 'compile_s': compile_s,
          'env_steps': int(per_index.shape[0] * env_steps_per_run)}
   exp.finish(name, out)
   return out
+
+
+def _say(exp, text: str):
+  """One timestamped line on stderr, like the learners' progress lines (when they show)."""
+  if exp.show_progress:
+    print(f'{time.strftime("%H:%M:%S")} {text}', file=sys.stderr, flush=True)
