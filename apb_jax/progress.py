@@ -30,8 +30,13 @@ class Progress:
       sys.stderr.write(f'\r[{bar:<{self.width}}] {text}')
       sys.stderr.flush()
     else:
-      print(f'{time.strftime("%H:%M:%S")} {text}', file=sys.stderr, flush=True)
+      line(text)
 
   def close(self):
     if self.enabled and self.tty:
       sys.stderr.write('\n')
+
+
+def line(text: str):
+  """One timestamped line on stderr: the progress lines, and stages with no chunks to show."""
+  print(f'{time.strftime("%H:%M:%S")} {text}', file=sys.stderr, flush=True)

@@ -10,13 +10,12 @@ sets and resumable `learner_stage`).
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import jax
 import numpy as np
 
-from apb_jax import adapt, checkpoint, policy
+from apb_jax import adapt, checkpoint, policy, progress
 
 
 def meta_stage(exp, name: str, learner, params, family, extract, make=None) -> dict:
@@ -82,18 +81,19 @@ def adapt_stage(exp, method: str, split: str, per_index_fn, trained, steps_per_i
   per_index = np.asarray(fn(trained, rng, tasks))
   steps = np.arange(c.adapt.total_steps // c.adapt.eval_every + 1) * c.adapt.eval_every
   curves = value_at_budget(per_index, steps, steps_per_index)
-  _say(exp, f'{name}: done in {time.perf_counter() - start:.0f} s ({compile_s:.0f} s '
-       f'compiling), final eval return {curves[:, -1].mean():.2f}')
+  run_s = time.perf_counter() - start
+  _say(exp, f'{name}: done in {run_s:.0f} s ({compile_s:.0f} s compiling), final eval '
+       f'return {curves[:, -1].mean():.2f}')
   out = {'steps': steps.tolist(),
          'curves': curves.tolist(),
          'per_index': per_index.tolist(), 'steps_per_index': int(steps_per_index),
-         'run_s': time.perf_counter() - start, 'compile_s': compile_s,
+         'run_s': run_s, 'compile_s': compile_s,
          'env_steps': int(per_index.shape[0] * env_steps_per_run)}
   exp.finish(name, out)
   return out
 
 
 def _say(exp, text: str):
-  """One timestamped line on stderr, like the learners' progress lines (when they show)."""
+  """`progress.line(text)` when the run shows progress."""
   if exp.show_progress:
-    print(f'{time.strftime("%H:%M:%S")} {text}', file=sys.stderr, flush=True)
+    progress.line(text)
