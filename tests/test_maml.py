@@ -18,6 +18,8 @@ CONFIG = maml.MAMLConfig(policy=policy.PolicyConfig(widths=(32, 32)), episode_le
                          total_steps=400 * 2 * N, eval_every=100 * 2 * N, num_envs=N,
                          inner_lr=0.1, lr=3e-3, normalize_obs=False)
 
+RULE = maml.adaptation(BANDIT.env, CONFIG)
+
 
 def _key(i):
   return jax.random.PRNGKey(i)
@@ -70,7 +72,7 @@ def meta_trained():
 def test_post_update_return_beats_pre_update_on_unseen_tasks(meta_trained):
   trained, result = meta_trained
   tasks = BANDIT.sample(_key(5), 16, 'test_id')
-  returns = np.asarray(maml.adaptation_returns(trained, BANDIT.env, CONFIG, _key(6), tasks, 1))
+  returns = np.asarray(stage.per_update_table(RULE, trained, _key(6), tasks, 1))
   gain = claims.paired_difference(returns[:, 1], returns[:, 0])
   assert gain['ci_low'] > 0, gain                                   # the interval excludes 0
   optimal = float(np.mean(np.abs(tasks['target'])))
@@ -83,7 +85,25 @@ def test_meta_parameters_are_one_copy_and_adaptation_over_k_equals_one_by_one(me
   trained, _ = meta_trained
   chex.assert_shape(trained['meta']['adapters']['in']['kernel'], (1, 32))   # unbatched
   tasks = BANDIT.sample(_key(7), 3, 'test_ood')
-  batched = maml.adaptation_returns(trained, BANDIT.env, CONFIG, _key(8), tasks, 2)
+  batched = stage.per_update_table(RULE, trained, _key(8), tasks, 2)
   assert_each_run_alone_matches(
-      batched, lambda key, task: maml.adapt_run(trained, BANDIT.env, CONFIG, key, task, 2),
+      batched, lambda key, task: stage.per_update_returns(RULE, trained, key, task, 2),
       _key(8), tasks)
+
+
+def test_chunked_adaptation_stage_equals_the_per_update_returns_at_the_budget(meta_trained):
+  """The pipeline's stage (the shared host loop; chunks of 3 env steps that hold 1 or 2
+  updates of 2 env steps each) evaluates only at the evaluation points, with the same keys:
+  its curves are the per-update table read at the budget, and the backbone never moves."""
+  trained, _ = meta_trained
+  tasks = BANDIT.sample(_key(9), 3, 'test_id')
+  config = stage.AdaptLoopConfig(algo='maml', total_steps=9, eval_every=3, steps_per_update=2)
+  result = stage.AdaptLoop(config, BANDIT, RULE).train(_key(10), tasks, trained,
+                                                       show_progress=False)
+  table = np.asarray(stage.per_update_table(RULE, trained, _key(10), tasks, config.num_updates))
+  np.testing.assert_array_equal(result.steps, [0, 3, 6, 9])
+  np.testing.assert_array_equal(result.state.updates, [4, 4, 4])             # 9 // 2 updates
+  np.testing.assert_allclose(result.curves, stage.value_at_budget(table, result.steps, 2),
+                             rtol=1e-5, atol=1e-6)
+  assert not np.allclose(table[:, 0], table[:, -1])     # the updates changed the returns
+  chex.assert_trees_all_equal(result.state.trained, trained)

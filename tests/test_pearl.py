@@ -15,14 +15,18 @@ from tests.conftest import assert_each_run_alone_matches
 
 BANDIT = make_probe('bandit')      # reward = target * a: one transition shows the target's sign
 SAC = LearnerConfig(mode='tied', policy=policy.PolicyConfig(widths=(32, 32)),
-                    critic_widths=(32, 32), total_steps=24576, num_envs=16, eval_every=6144,
+                    critic_widths=(32, 32), total_steps=49152, num_envs=16, eval_every=6144,
                     warmup_steps=256, batch_size=64, buffer_size=4096, actor_lr=3e-3,
                     critic_lr=3e-3, alpha_lr=3e-3, init_alpha=0.1, gamma=0.5,
                     normalize_obs=False)
-# KL weight 0.01, not oyster's 0.1: a one-transition context must give a sharp posterior
-# (0.1: episode-2 return 86-89% of optimal; 0.01: 92%).
+# KL weight 0.001, not oyster's 0.1: a one-transition context must give a sharp posterior.
+# Episode-2 return / optimal on 256 test_id tasks (the deterministic tanh policy tops out
+# near 0.93): KL 0.01 at 24,576 steps 0.866, at 49,152 0.894; KL 0.001 at 49,152 0.919.
+# 16 tasks vary by +-0.05 with the keys, so the test below averages 128.
 CONFIG = pearl.PEARLConfig(sac=SAC, context_size=16, encoder_widths=(32, 32), encoder_lr=3e-3,
-                           normalize_obs=False, kl_weight=0.01)
+                           normalize_obs=False, kl_weight=0.001)
+
+RULE = pearl.adaptation(BANDIT.env, CONFIG)
 
 
 def _key(i):
@@ -67,8 +71,8 @@ def test_networks_are_one_tied_set_for_all_tasks(meta_trained):
 
 def test_pearl_identifies_a_new_task_from_one_episode_of_context(meta_trained):
   trained, _ = meta_trained
-  tasks = BANDIT.sample(_key(5), 16, 'test_id')
-  per_episode = np.asarray(pearl.adaptation_returns(trained, BANDIT.env, CONFIG, _key(6),
+  tasks = BANDIT.sample(_key(5), 128, 'test_id')
+  per_episode = np.asarray(stage.per_update_table(RULE, trained, _key(6),
                                                     tasks, 2)).mean(axis=0)
   optimal = float(np.mean(np.abs(tasks['target'])))
   assert per_episode[1] >= 0.9 * optimal, (per_episode, optimal)   # one transition of context
@@ -78,7 +82,7 @@ def test_pearl_identifies_a_new_task_from_one_episode_of_context(meta_trained):
 def test_adaptation_over_k_tasks_equals_each_task_alone(meta_trained):
   trained, _ = meta_trained
   tasks = BANDIT.sample(_key(7), 3, 'test_ood')
-  batched = pearl.adaptation_returns(trained, BANDIT.env, CONFIG, _key(8), tasks, 2)
+  batched = stage.per_update_table(RULE, trained, _key(8), tasks, 2)
   assert_each_run_alone_matches(
-      batched, lambda key, task: pearl.adapt_run(trained, BANDIT.env, CONFIG, key, task, 2),
+      batched, lambda key, task: stage.per_update_returns(RULE, trained, key, task, 2),
       _key(8), tasks)

@@ -209,28 +209,20 @@ class MAMLTrainer(loop.HostLoop):
         self.config.eval_episodes)
 
 
-def adapt_run(trained: dict, env, config: MAMLConfig, rng, task, n_steps: int) -> jax.Array:
-  """[n_steps + 1] deterministic return after 0..n_steps inner steps on fresh episodes of one
-  task (MAML's adaptation); `trained = {'meta': theta, 'obs_stats': Normalizer}`."""
-  stats = trained['obs_stats']
+def adaptation(env, config: MAMLConfig) -> stage.Adaptation:
+  """MAML's rule (stage.Adaptation): the carry is the policy's params (theta at first); an
+  update is an inner step on `num_envs` fresh episodes; the evaluation is deterministic.
+  `trained = {'meta': theta, 'obs_stats': Normalizer}` (frozen at adaptation)."""
+  def update(trained, params, key, task):
+    stats = trained['obs_stats']
+    batch = pg.episodes(env, sample_act(params, stats, config), key, task, config.num_envs)
+    return inner_step(params, stats, batch, pg.advantages(batch, config.gamma), config)
 
-  def body(params, key):
-    k_eval, k_batch = jax.random.split(key)
-    ret = evaluation.episode_return(env, deterministic_act(params, stats, config), k_eval,
-                                    task, config.eval_episodes)
-    batch = pg.episodes(env, sample_act(params, stats, config), k_batch, task, config.num_envs)
-    return inner_step(params, stats, batch, pg.advantages(batch, config.gamma), config), ret
+  def evaluate(trained, params, key, task):
+    return evaluation.episode_return(env, deterministic_act(params, trained['obs_stats'], config),
+                                     key, task, config.eval_episodes)
 
-  params, rets = jax.lax.scan(body, trained['meta'], jax.random.split(rng, n_steps))
-  last = evaluation.episode_return(env, deterministic_act(params, stats, config),
-                                   jax.random.fold_in(rng, n_steps), task, config.eval_episodes)
-  return jnp.concatenate([rets, last[None]])
-
-
-def adaptation_returns(trained: dict, env, config: MAMLConfig, rng, tasks,
-                       n_steps: int) -> jax.Array:
-  """[runs, n_steps + 1]: `adapt_run` on each run (`tasks` leaves [runs, ...]), vmapped."""
-  return stage.over_runs(lambda r, t: adapt_run(trained, env, config, r, t, n_steps), rng, tasks)
+  return stage.Adaptation(lambda trained: trained['meta'], update, evaluate)
 
 
 # -- the pipeline stages ---------------------------------------------------------------------------
@@ -266,9 +258,5 @@ def adapt(exp, split: str) -> dict:
                              lambda s: {'meta': s.meta, 'obs_stats': s.obs_stats},
                              make=MAMLTrainer)
   trained['obs_stats'] = normalizer.from_tree(trained['obs_stats'])
-  n_steps = c.adapt.total_steps // learner.inner_batch_steps
-  return stage.adapt_stage(
-      exp, 'maml', split,
-      lambda trained, rng, tasks: adaptation_returns(trained, family.env, learner, rng, tasks,
-                                                     n_steps),
-      trained, learner.inner_batch_steps, n_steps * learner.inner_batch_steps)
+  return stage.update_stage(exp, 'maml', split, adaptation(family.env, learner), trained,
+                            learner.inner_batch_steps)

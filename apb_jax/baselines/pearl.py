@@ -263,35 +263,24 @@ def _act(trained: dict, config: PEARLConfig, z, mode):
   return act
 
 
-def adapt_run(trained: dict, env, config: PEARLConfig, rng, task, n_episodes: int) -> jax.Array:
-  """[n_episodes + 1] deterministic return with z = the posterior mean after 0..n episodes of
-  context, each played with z sampled from the posterior so far (one task).
-
-  `trained = {'actor', 'encoder', 'obs_stats'}`."""
-  def body(sums, key):
-    k_eval, k_z, k_episode = jax.random.split(key, 3)
-    mean, var = encoder.from_sums(sums)
-    ret = evaluation.episode_return(env, _act(trained, config, mean, None), k_eval, task,
-                                    config.eval_episodes)
-    z = encoder.sample(k_z, mean, var)
+def adaptation(env, config: PEARLConfig) -> stage.Adaptation:
+  """PEARL's rule (stage.Adaptation): the carry is the posterior's sums (prior at first); an
+  update plays one episode with z sampled from the posterior and folds it in; the evaluation
+  is deterministic with z = the posterior mean. `trained = {'actor', 'encoder', 'obs_stats'}`."""
+  def update(trained, sums, key, task):
+    k_z, k_episode = jax.random.split(key)
+    z = encoder.sample(k_z, *encoder.from_sums(sums))
     ep = pg.episodes(env, _act(trained, config, z, 'sample'), k_episode, task, 1)
     mu, v = encoder.factors(trained['encoder'], context_of(
         config, trained['obs_stats'], ep.obs, jnp.tanh(ep.u), ep.reward, ep.next_obs))
     flat = lambda x: x.reshape(-1, x.shape[-1])   # noqa: E731  ([L, 1, .] -> [L, .])
-    return encoder.add(sums, flat(mu), flat(v), ep.alive.reshape(-1)), ret
+    return encoder.add(sums, flat(mu), flat(v), ep.alive.reshape(-1))
 
-  sums, rets = jax.lax.scan(body, encoder.empty(config.latent_size),
-                            jax.random.split(rng, n_episodes))
-  last = evaluation.episode_return(env, _act(trained, config, encoder.from_sums(sums)[0], None),
-                                   jax.random.fold_in(rng, n_episodes), task,
-                                   config.eval_episodes)
-  return jnp.concatenate([rets, last[None]])
+  def evaluate(trained, sums, key, task):
+    return evaluation.episode_return(env, _act(trained, config, encoder.from_sums(sums)[0], None),
+                                     key, task, config.eval_episodes)
 
-
-def adaptation_returns(trained, env, config, rng, tasks, n_episodes: int) -> jax.Array:
-  """[runs, n_episodes + 1]: `adapt_run` on each run (`tasks` leaves [runs, ...]), vmapped."""
-  return stage.over_runs(lambda r, t: adapt_run(trained, env, config, r, t, n_episodes), rng,
-                         tasks)
+  return stage.Adaptation(lambda trained: encoder.empty(config.latent_size), update, evaluate)
 
 
 # -- the pipeline stages ---------------------------------------------------------------------------
@@ -323,9 +312,5 @@ def adapt(exp, split: str) -> dict:
                                                'obs_stats': s.obs_stats}),
       make=PEARLTrainer)
   trained['obs_stats'] = normalizer.from_tree(trained['obs_stats'])
-  n = c.adapt.total_steps // family.episode_length
-  return stage.adapt_stage(
-      exp, 'pearl', split,
-      lambda trained, rng, tasks: adaptation_returns(trained, family.env, learner, rng, tasks,
-                                                     n),
-      trained, family.episode_length, n * family.episode_length)
+  return stage.update_stage(exp, 'pearl', split, adaptation(family.env, learner), trained,
+                            family.episode_length)

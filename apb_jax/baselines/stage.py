@@ -1,21 +1,36 @@
 """The two pipeline stages every baseline has: meta-training, then adaptation on a split.
 
-    trained = meta_stage(exp, 'meta_rl2', learner, params, family, extract)
-    out = adapt_stage(exp, 'rl2', split, per_index, steps_per_index, env_steps)
+    trained = meta_stage(exp, 'meta_pearl', learner, params, family, extract)
+    out = update_stage(exp, 'pearl', split, rule, trained, steps_per_update)   # PEARL, MAML
+    out = adapt_stage(exp, 'rl2', split, per_index, steps_per_index, env_steps)  # RL^2
 
 `exp` is the running `experiment.Experiment` (its run directory, keys, task
 sets and resumable `learner_stage`).
+
+A baseline whose adaptation is a sequence of updates (PEARL folds in an episode
+of context, MAML takes an inner step) writes its rule for one run as an
+`Adaptation`; `AdaptLoop` runs it on the shared host loop (learners/loop.py),
+so its stage is chunked, shows progress, checkpoints after every chunk and
+resumes like APB's stages, and evaluates only at APB's evaluation points.
+`per_update_returns` runs the same rule with the same keys evaluating after
+every update (the tests' per-episode view): at an evaluation point both give
+the same value. RL^2 has no updates (trials with the hidden state): its stage
+is one short program (`adapt_stage`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from typing import Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from apb_jax import adapt, checkpoint, policy, progress
+from apb_jax.learners import loop, sharding
 
 
 def meta_stage(exp, name: str, learner, params, family, extract, make=None) -> dict:
@@ -58,10 +73,133 @@ def value_at_budget(per_index: np.ndarray, steps, steps_per_index: int) -> np.nd
   return per_index[:, index]
 
 
+class Adaptation(NamedTuple):
+  """A baseline's adaptation rule for ONE run (pure functions of `trained`, its meta-trained
+  part, and `task`): `init(trained) -> carry`; `update(trained, carry, key, task) -> carry`,
+  one update (an episode of context, an inner step); `evaluate(trained, carry, key, task)
+  -> []`, the deterministic return of the policy the carry gives."""
+  init: Callable
+  update: Callable
+  evaluate: Callable
+
+
+def _keys(rng):
+  """(update key, eval key) of one run: update i uses fold_in(update key, i), the evaluation
+  after u updates fold_in(eval key, u), however the updates are chunked."""
+  return jax.random.split(rng)
+
+
+def per_update_returns(rule: Adaptation, trained, rng, task, n_updates: int) -> jax.Array:
+  """[n_updates + 1]: the return after 0..n_updates updates (one run)."""
+  k_update, k_eval = _keys(rng)
+
+  def body(carry, i):
+    ret = rule.evaluate(trained, carry, jax.random.fold_in(k_eval, i), task)
+    return rule.update(trained, carry, jax.random.fold_in(k_update, i), task), ret
+
+  carry, rets = jax.lax.scan(body, rule.init(trained), jnp.arange(n_updates))
+  last = rule.evaluate(trained, carry, jax.random.fold_in(k_eval, n_updates), task)
+  return jnp.concatenate([rets, last[None]])
+
+
+def per_update_table(rule: Adaptation, trained, rng, tasks, n_updates: int) -> jax.Array:
+  """[runs, n_updates + 1]: `per_update_returns` on each run (`tasks` leaves [runs, ...]),
+  vmapped with `over_runs`' keys, the keys `AdaptLoop` gives the same runs."""
+  return over_runs(lambda r, t: per_update_returns(rule, trained, r, t, n_updates), rng, tasks)
+
+
+@dataclasses.dataclass(frozen=True)
+class AdaptLoopConfig:
+  """An update-rule adaptation on the host loop: `total_steps` / `eval_every` env steps per
+  run (APB's), one update per `steps_per_update` env steps, so `total_steps //
+  steps_per_update` updates in all and floor(s / steps_per_update) done at env step s."""
+  algo: str                  # the method (the progress label; one trainer per method)
+  total_steps: int
+  eval_every: int
+  steps_per_update: int
+  mode: str = 'adapt'
+
+  @property
+  def num_chunks(self) -> int:
+    return self.total_steps // self.eval_every
+
+  @property
+  def num_updates(self) -> int:
+    return self.total_steps // self.steps_per_update
+
+
+class AdaptState(NamedTuple):
+  trained: object            # unbatched: the meta-trained part (never changes)
+  carry: object              # [runs, ...]: the rule's carry
+  task: dict                 # [runs, ...]
+  k_update: jax.Array        # [runs, 2]
+  k_eval: jax.Array          # [runs, 2]
+  updates: jax.Array         # [runs]: updates done
+
+
+class AdaptLoop(loop.HostLoop):
+  """`rule` on K runs at once, a chunk = the updates that fall in `eval_every` env steps
+  (a fixed-length scan whose steps past the chunk's end are skipped by an unbatched cond)."""
+
+  state_axes = AdaptState(trained=None, carry=0, task=0, k_update=0, k_eval=0, updates=0)
+  init_axes = (0, 0, None)
+
+  def __init__(self, config: AdaptLoopConfig, family, rule: Adaptation):
+    self.rule = rule
+    super().__init__(config, family)
+
+  def _init_args(self, rng, tasks, trained) -> tuple:
+    k = jax.tree.leaves(tasks)[0].shape[0]
+    return (sharding.shard_tasks(jax.random.split(rng, k)), sharding.shard_tasks(tasks),
+            sharding.replicate(trained))
+
+  def _init_one(self, rng, task, trained) -> AdaptState:
+    k_update, k_eval = _keys(rng)
+    return AdaptState(trained, self.rule.init(trained), task, k_update, k_eval, jnp.int32(0))
+
+  def _chunk_one(self, s: AdaptState, chunk_index):
+    c = self.config
+    start = chunk_index * c.eval_every // c.steps_per_update
+    end = jnp.minimum((chunk_index + 1) * c.eval_every // c.steps_per_update, c.num_updates)
+
+    def body(carry, j):
+      i = start + j
+      step = lambda x: self.rule.update(s.trained, x, jax.random.fold_in(s.k_update, i),  # noqa: E731
+                                        s.task)
+      return jax.lax.cond(i < end, step, lambda x: x, carry), None
+
+    most = -(-c.eval_every // c.steps_per_update)    # ceil: the most updates one chunk holds
+    carry, _ = jax.lax.scan(body, s.carry, jnp.arange(most))
+    return s._replace(carry=carry, updates=end.astype(jnp.int32)), {}
+
+  def _evaluate_one(self, s: AdaptState):
+    return self.rule.evaluate(s.trained, s.carry, jax.random.fold_in(s.k_eval, s.updates), s.task)
+
+
+def update_stage(exp, method: str, split: str, rule: Adaptation, trained,
+                 steps_per_update: int) -> dict:
+  """Stage adapt_<method>_<split>: `rule` on the split's runs (tasks x seeds) with APB's
+  budget and evaluation points, on the shared host loop (chunks, progress, checkpoints)."""
+  c = exp.config
+  name = f'adapt_{method}_{split}'
+  learner = AdaptLoopConfig(algo=method, total_steps=c.adapt.total_steps,
+                            eval_every=c.adapt.eval_every, steps_per_update=steps_per_update)
+  out, _, ckpt = exp.learner_stage(
+      name, learner, exp.key(f'adapt/{split}'), adapt.repeat_tasks(exp.tasks[split], c.adapt.seeds),
+      trained, make=lambda config, family: AdaptLoop(config, family, rule), method=method,
+      split=split)
+  if ckpt is not None:                  # just run (else read back, done before)
+    runs = np.asarray(out['curves']).shape[0]
+    out['env_steps'] = runs * learner.num_updates * steps_per_update   # whole updates only
+    exp.finish(name, out, ckpt)
+  return out
+
+
 def adapt_stage(exp, method: str, split: str, per_index_fn, trained, steps_per_index: int,
                 env_steps_per_run: int) -> dict:
-  """Stage adapt_<method>_<split>: `per_index_fn(trained, rng, tasks) -> [runs, n]` on the
-  split's runs (tasks x seeds), turned into curves at APB's evaluation points.
+  """Stage adapt_<method>_<split> as one program (RL^2's trials): `per_index_fn(trained, rng,
+  tasks) -> [runs, n]` on the split's runs (tasks x seeds), turned into curves at APB's
+  evaluation points.
 
   `trained` is an argument, not a constant of the compiled program, so both splits compile
   to the same program (the second one comes from the persistent cache)."""
