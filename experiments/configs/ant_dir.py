@@ -27,6 +27,9 @@ narrow start (std 0.1 instead of 0.69) dips as deep, so the first actor updates,
 exploration, move the deterministic policy off standing. None is better within the
 intervals, so SAC stays; the curves still rising at the end point to a longer budget,
 which the hour does not afford (runs/ad_*, 2-core CPU, 14-17 min each).
+Longer (stopped at 143,360 of 204,800 steps, 28 min): scratch's mean eval return every
+10,240 steps 137.6 / 61 / 21 / 40 / 61 / 57 / 60 / 93 / 72 / 111 / 120 / 149 / 135 / 131 /
+160 (runs 188, 203, 80, 168; gain 22.1 [-40.6, 82.5]): still rising, still not significant.
 """
 
 from experiments.configs import common
