@@ -31,6 +31,7 @@ import numpy as np
 
 from apb_jax import adapt, checkpoint, policy, progress
 from apb_jax.learners import loop, sharding
+from apb_jax.learners.config import _Schedule
 
 
 def meta_stage(exp, name: str, learner, params, family, extract, make=None) -> dict:
@@ -109,19 +110,16 @@ def per_update_table(rule: Adaptation, trained, rng, tasks, n_updates: int) -> j
 
 
 @dataclasses.dataclass(frozen=True)
-class AdaptLoopConfig:
+class AdaptLoopConfig(_Schedule):
   """An update-rule adaptation on the host loop: `total_steps` / `eval_every` env steps per
   run (APB's), one update per `steps_per_update` env steps, so `total_steps //
-  steps_per_update` updates in all and floor(s / steps_per_update) done at env step s."""
+  steps_per_update` updates in all and floor(s / steps_per_update) done at env step s
+  (a chunk may hold a varying number of them, so `iterations_per_chunk` does not apply)."""
   algo: str                  # the method (the progress label; one trainer per method)
   total_steps: int
   eval_every: int
   steps_per_update: int
   mode: str = 'adapt'
-
-  @property
-  def num_chunks(self) -> int:
-    return self.total_steps // self.eval_every
 
   @property
   def num_updates(self) -> int:
