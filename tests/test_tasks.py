@@ -254,6 +254,35 @@ def test_time_limit_truncates_and_is_flagged_apart_from_termination(compiled, na
   assert (float(s2.done), float(s2.info['truncation'])) == (1.0, 1.0)
 
 
+def _zero_action_rollout(c, state, steps):
+  """(ever done, highest torso z) of `steps` zero-action steps from `state`."""
+  done, z_max = 0.0, 0.0
+  for _ in range(steps):
+    state = c.step(state, jnp.zeros(c.family.action_size))
+    done = max(done, float(state.done))
+    z_max = max(z_max, float(state.pipeline_state.x.pos[0, 2]))
+  return done, z_max
+
+
+def test_ant_starts_clear_of_the_floor_so_standing_still_never_ends(compiled):
+  """Brax's ant reset noise of 0.1 starts the torso as low as z 0.45, feet in the floor:
+  the solver launches the robot, which may land on its torso (no floor contact) and sink,
+  ending the episode. The ant families' 0.05 keeps every start at z >= 0.50, from which
+  a still ant stays healthy and on the ground."""
+  c = compiled('ant_dir')
+  task = _one(c.family.sample(_key(30), 1, 'test_id'))
+  init_z = float(c.family.env.base.sys.init_q[2])
+  starts = [c.reset(_key(31 + i), task) for i in range(8)]
+  assert min(float(s.pipeline_state.q[2]) for s in starts) >= init_z - families.ANT_RESET_NOISE
+  lowest = starts[0].pipeline_state.q.at[2].set(init_z - families.ANT_RESET_NOISE)
+  state = starts[0].replace(pipeline_state=c.pipeline_init(lowest, starts[0].pipeline_state.qd))
+  done, z_max = _zero_action_rollout(c, state, 60)
+  assert done == 0.0 and z_max < 0.8
+  sunk = starts[0].pipeline_state.q.at[2].set(init_z - 0.1)       # Brax's default noise
+  state = starts[0].replace(pipeline_state=c.pipeline_init(sunk, starts[0].pipeline_state.qd))
+  assert _zero_action_rollout(c, state, 60)[1] > 0.8              # launched
+
+
 # -- vmapping over tasks ------------------------------------------------------------
 # One family per way a task enters (a reward target, a goal on another robot, dynamics
 # params) in CI; each costs two env compiles (~20-30 s here), so the rest run in test-all.
