@@ -45,6 +45,9 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
     c.baselines.rl2.core_size = 16
     c.baselines.maml.num_envs = 1        # 2 x 1 x 200 env steps per iteration fit eval_every
     c.baselines.pearl.update(encoder_widths=(32, 32), context_size=16)
+  elif profile == 'default':
+    c.meta.update(total_steps=61_440, eval_every=20_480)
+    c.adapt.update(seeds=1)
   elif profile == 'paper':
     c.methods += ',oracle,rl2,pearl,maml'
     c.meta.update(num_tasks=16, total_steps=1_024_000, eval_every=51_200)
