@@ -30,6 +30,20 @@ which the hour does not afford (runs/ad_*, 2-core CPU, 14-17 min each).
 Longer (stopped at 143,360 of 204,800 steps, 28 min): scratch's mean eval return every
 10,240 steps 137.6 / 61 / 21 / 40 / 61 / 57 / 60 / 93 / 72 / 111 / 120 / 149 / 135 / 131 /
 160 (runs 188, 203, 80, 168; gain 22.1 [-40.6, 82.5]): still rising, still not significant.
+
+The numbers above were measured with Brax's reset noise of 0.1, which launched ~12.5% of
+the episodes off the floor at reset (apb_jax/tasks/families.py, ANT_RESET_NOISE); every
+start return above (137.6) is standing still with those launched episodes mixed in. With
+the families' reset noise of 0.05 standing still earns 199.2 (4 test_id tasks), a higher
+bar: SAC scratch (widths 128, 4 tasks x 1 seed x 102,400 steps) ends at 134.5 [110.3,
+161.2], gain -64.7 [-88.8, -38.5]. What holds it below standing is SAC's exploration,
+whose control cost (0.5 sum(a^2)) exceeds the +1 alive bonus: the mean training reward
+per step follows the entropy temperature as it decays, -0.48 at alpha 0.60 (10k steps),
+-0.22 at 0.18 (31k), 0.45 at 0.044 (51k), 0.75 at 0.012 (102k), and the deterministic
+eval return follows it (101 / 25 / 74 / 134), still below standing's 1.0 per step and
+still rising. The CPU hour does not afford the longer budget this asks for (8 stages of
+4 x 102,400 steps are already ~3.3M env steps), so the default profile does not show
+ant_dir learning; the paper profile's 204,800 steps per task (GPU) is where to look.
 """
 
 from experiments.configs import common
