@@ -36,14 +36,17 @@ the episodes off the floor at reset (apb_jax/tasks/families.py, ANT_RESET_NOISE)
 start return above (137.6) is standing still with those launched episodes mixed in. With
 the families' reset noise of 0.05 standing still earns 199.2 (4 test_id tasks), a higher
 bar: SAC scratch (widths 128, 4 tasks x 1 seed x 102,400 steps) ends at 134.5 [110.3,
-161.2], gain -64.7 [-88.8, -38.5]. What holds it below standing is SAC's exploration,
-whose control cost (0.5 sum(a^2)) exceeds the +1 alive bonus: the mean training reward
-per step follows the entropy temperature as it decays, -0.48 at alpha 0.60 (10k steps),
--0.22 at 0.18 (31k), 0.45 at 0.044 (51k), 0.75 at 0.012 (102k), and the deterministic
-eval return follows it (101 / 25 / 74 / 134), still below standing's 1.0 per step and
-still rising. The CPU hour does not afford the longer budget this asks for (8 stages of
-4 x 102,400 steps are already ~3.3M env steps), so the default profile does not show
-ant_dir learning; the paper profile's 204,800 steps per task (GPU) is where to look.
+161.2], gain -64.7 [-88.8, -38.5]. Its exploration pays more control cost (0.5 sum(a^2))
+than the +1 alive bonus at first: the mean training reward per step follows the entropy
+temperature as it decays, -0.48 at alpha 0.60 (10k steps), -0.22 at 0.18 (31k), 0.45 at
+0.044 (51k), 0.75 at 0.012 (102k), and the deterministic eval return rises with it (101 /
+25 / 74 / 134). The temperature is not the whole limit: with alpha_lr 3e-3 (alpha 0.0075
+by 20k steps) the training reward rises sooner (0.18 / 0.48 / 0.81 at 20k / 31k / 102k)
+but the eval return does not (27 / 24 / 123; final 123.3 [91.5, 149.3]). Both curves are
+still rising, below standing's 1.0 per step: the policy has yet to learn to walk. The CPU
+hour does not afford a longer budget (8 stages of 4 x 102,400 steps are already ~3.3M env
+steps), so the default profile does not show ant_dir learning; the paper profile's 204,800
+steps per task (GPU) is where to look.
 """
 
 from experiments.configs import common
