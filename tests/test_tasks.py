@@ -264,6 +264,12 @@ def _zero_action_rollout(c, state, steps):
   return done, z_max
 
 
+def _at_height(c, state, z):
+  """`state` with the torso's height q[2] set to `z` (velocities kept)."""
+  q = state.pipeline_state.q.at[2].set(z)
+  return state.replace(pipeline_state=c.pipeline_init(q, state.pipeline_state.qd))
+
+
 def test_ant_starts_clear_of_the_floor_so_standing_still_never_ends(compiled):
   """Brax's ant reset noise of 0.1 starts the torso as low as z 0.45, feet in the floor:
   the solver launches the robot, which may land on its torso (no floor contact) and sink,
@@ -274,13 +280,11 @@ def test_ant_starts_clear_of_the_floor_so_standing_still_never_ends(compiled):
   init_z = float(c.family.env.base.sys.init_q[2])
   starts = [c.reset(_key(31 + i), task) for i in range(8)]
   assert min(float(s.pipeline_state.q[2]) for s in starts) >= init_z - families.ANT_RESET_NOISE
-  lowest = starts[0].pipeline_state.q.at[2].set(init_z - families.ANT_RESET_NOISE)
-  state = starts[0].replace(pipeline_state=c.pipeline_init(lowest, starts[0].pipeline_state.qd))
-  done, z_max = _zero_action_rollout(c, state, 60)
+  lowest = _at_height(c, starts[0], init_z - families.ANT_RESET_NOISE)
+  done, z_max = _zero_action_rollout(c, lowest, 60)
   assert done == 0.0 and z_max < 0.8
-  sunk = starts[0].pipeline_state.q.at[2].set(init_z - 0.1)       # Brax's default noise
-  state = starts[0].replace(pipeline_state=c.pipeline_init(sunk, starts[0].pipeline_state.qd))
-  assert _zero_action_rollout(c, state, 60)[1] > 0.8              # launched
+  sunk = _at_height(c, starts[0], init_z - 0.1)                   # Brax's default noise
+  assert _zero_action_rollout(c, sunk, 60)[1] > 0.8               # launched
 
 
 # -- vmapping over tasks ------------------------------------------------------------
