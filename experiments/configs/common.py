@@ -9,9 +9,10 @@ Profiles (budgets in env steps per task):
   smoke    the whole pipeline in a few minutes on a 2-core CPU: tiny networks,
            tiny budgets, every method (the meta-RL baselines included); checks
            that everything runs, not that anything learns.
-  default  one family in under an hour on a 2-core CPU, with learning a reader
-           can see: meta-training on 8 tasks, adaptation on 4 tasks x 2 seeds
-           per split; the APB methods (add baselines with --config.methods=...,rl2).
+  default  one family in about an hour on a 2-core CPU: meta-training 8 tasks x
+           61,440 steps, adaptation 4 tasks x 1 seed x 30,720 steps per method and
+           split (the ants adapt 102,400: see their configs); the APB methods (add
+           baselines with --config.methods=...,rl2).
   paper    GPU-scale: meta-training 1,024,000 steps per task, adaptation 204,800
            steps per task, 5 seeds, the oracle (5x budget) and the baselines on. (Budgets are
            multiples of 512 so PPO's rollouts fit them too.)
