@@ -232,26 +232,64 @@ def _speedup_line(apb: Mapping, scratch: Mapping, scratch_start: float) -> str:
   return f'{head} {verdict}'
 
 
+def _draw_curves(ax, report: Mapping, split: str) -> None:
+  """On `ax`: each method's mean eval return on `split` with its shaded 95% CI vs env steps."""
+  methods = list(report['methods'])
+  for method, by_split in report['methods'].items():
+    if split in by_split:
+      c = by_split[split]['curve']
+      color = method_color(method, methods)
+      ax.plot(c['steps'], c['mean'], color=color, label=method)
+      ax.fill_between(c['steps'], c['ci_low'], c['ci_high'], color=color, alpha=0.2)
+  if split in report['random_return']:
+    ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')
+  ax.set(xlabel='env steps per task', ylabel='eval return')
+
+
 def plot_curves(report: Mapping, path: str) -> None:
   """One subplot per split: mean eval return with shaded 95% CI vs env steps, per method."""
-  splits, methods = _splits(report), list(report['methods'])
+  splits = _splits(report)
   fig = Figure(figsize=(5.5 * len(splits), 4))
   for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits, strict=True):
-    for method, by_split in report['methods'].items():
-      if split in by_split:
-        c = by_split[split]['curve']
-        color = method_color(method, methods)
-        ax.plot(c['steps'], c['mean'], color=color, label=method)
-        ax.fill_between(c['steps'], c['ci_low'], c['ci_high'], color=color, alpha=0.2)
-    if split in report['random_return']:
-      ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')
-    ax.set(title=split, xlabel='env steps per task', ylabel='eval return')
+    _draw_curves(ax, report, split)
+    ax.set_title(split)
     ax.legend(fontsize='small')
   fig.suptitle(f"{report['task']}: mean and 95% CI over tasks x {_count(report['seeds'], 'seed')} "
                f"({report['profile']} profile, {report['learner']}, {report['exploration']} "
                'exploration)', fontsize='medium')
   fig.tight_layout()
   _save_figure(fig, path)
+
+
+def runs_figure(reports: Sequence[tuple[str, Mapping]]) -> Figure:
+  """Many runs in one figure: a row per (label, report), a column per split, each panel
+  drawn as in plot_curves; a split a run lacks is left blank. One legend for the figure."""
+  if not reports:
+    raise ValueError('plot_runs needs at least one (label, report) pair')
+  splits = []
+  for _, report in reports:
+    splits += [s for s in _splits(report) if s not in splits]
+  fig = Figure(figsize=(4.5 * len(splits), 3.0 * len(reports)))
+  axes = fig.subplots(len(reports), len(splits), squeeze=False)
+  legend = {}
+  for row, (label, report) in zip(axes, reports, strict=True):
+    for ax, split in zip(row, splits, strict=True):
+      if split not in _splits(report):
+        ax.set_axis_off()
+        continue
+      _draw_curves(ax, report, split)
+      ax.set_title(f'{label}: {split}', fontsize='medium')
+      for handle, name in zip(*ax.get_legend_handles_labels()):
+        legend.setdefault(name, handle)
+  fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
+  fig.legend(list(legend.values()), list(legend), loc='upper center', ncol=len(legend),
+             fontsize='medium', frameon=False)
+  return fig
+
+
+def plot_runs(reports: Sequence[tuple[str, Mapping]], path: str) -> None:
+  """runs_figure(reports) written to the PNG at `path` (summarize --plot)."""
+  _save_figure(runs_figure(reports), path)
 
 
 def _bar_group(ax, report: Mapping, key: str, split: str, x0: float, width: float,

@@ -1,4 +1,4 @@
-"""Finished run directories -> one markdown table (the README's results tables).
+"""Finished run directories -> one markdown table (the README's results tables) and its figure.
 
     rows = results_table.rows(['runs/cv_fresh', 'runs/cv_meta'])
     print(results_table.markdown(rows))
@@ -30,11 +30,21 @@ def _read(path: str) -> dict:
   return files.read_json(path, fix='finish the run (rerun its command) or leave it out')
 
 
+def reports(run_dirs) -> list[tuple[str, dict]]:
+  """(run_dir, its report.json) for each finished run directory in `run_dirs`, in order."""
+  return [(run_dir, _read(os.path.join(run_dir, 'report.json'))) for run_dir in run_dirs]
+
+
+def label(report) -> str:
+  """A run's name in a figure: its family, and its critic setting unless `fresh`."""
+  critic = report.get('critic', 'fresh')
+  return report['task'] if critic == 'fresh' else f"{report['task']} (critic {critic})"
+
+
 def rows(run_dirs) -> list[dict]:
   """Rows for every method and split of each finished run directory in `run_dirs`."""
   out = []
-  for run_dir in run_dirs:
-    report = _read(os.path.join(run_dir, 'report.json'))
+  for run_dir, report in reports(run_dirs):
     for method, splits in report['methods'].items():
       for split, entry in splits.items():
         stage = _read(os.path.join(run_dir, 'results', f'adapt_{method}_{split}.json'))

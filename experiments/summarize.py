@@ -1,8 +1,10 @@
 """One markdown table of finished runs (final return, learning, AUC, steps to threshold, time).
 
-    python -m experiments.summarize runs/cheetah_vel_default runs/ant_goal_default [--out=t.md]
+    python -m experiments.summarize runs/cheetah_vel_default runs/ant_goal_default \
+        [--out=t.md] [--plot=curves.png]
 
-Reads each run directory's report.json and results/ (apb_jax/results_table.py).
+Reads each run directory's report.json and results/ (apb_jax/results_table.py). `--plot`
+also draws every run's learning curves in one figure: a row per run, a column per split.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import sys
 
 from absl import app, flags
 
-from apb_jax import files, results_table
+from apb_jax import files, report, results_table
 
 _OUT = flags.DEFINE_string('out', None, 'also write the table to this file')
+_PLOT = flags.DEFINE_string('plot', None, "also draw the runs' learning curves into this PNG")
 
 
 def main(argv):
@@ -22,6 +25,9 @@ def main(argv):
              'python -m experiments.summarize runs/cheetah_vel_default')
   try:
     table = results_table.markdown(results_table.rows(argv[1:]))
+    if _PLOT.value:
+      report.plot_runs([(results_table.label(r), r)
+                        for _, r in results_table.reports(argv[1:])], _PLOT.value)
   except files.RunFileError as e:
     sys.exit(f'error: {e}')
   print(table, end='')

@@ -145,6 +145,19 @@ def test_results_table_reads_every_method_and_split_of_a_finished_run(probe_run)
   assert len(table) == 2 + len(rows) and table[2].startswith('| probe | fresh | test_id | apb | 4 |')
 
 
+def test_summarize_prints_the_table_and_draws_the_figure_or_names_the_fix(probe_run, tmp_path):
+  workdir, _ = probe_run
+  cmd = [sys.executable, '-m', 'experiments.summarize', str(workdir)]
+  done = subprocess.run(cmd + [f'--plot={tmp_path / "runs.png"}'], cwd=ROOT,
+                        capture_output=True, text=True, check=True)
+  assert done.stdout == results_table.markdown(results_table.rows([str(workdir)]))
+  with open(tmp_path / 'runs.png', 'rb') as f:
+    assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+  failed = subprocess.run(cmd + [str(tmp_path / 'unfinished')], cwd=ROOT, capture_output=True,
+                          text=True)
+  assert failed.returncode != 0 and 'finish the run' in failed.stderr.strip().splitlines()[-1]
+
+
 def test_wall_time_estimate_counts_the_env_steps_left_after_two_chunks(tmp_path):
   exp = experiment.Experiment(probe_config(methods='scratch'), str(tmp_path),
                               show_progress=False, family=PROBE)

@@ -233,6 +233,28 @@ def test_write_all(tmp_path):
           f"{apb_final['ci_high']:.2f}]") in md
 
 
+def test_runs_figure_draws_a_row_per_run_and_a_column_per_split(tmp_path):
+  both = _build(_results(with_oracle=False))
+  results = _results(with_oracle=False)
+  only_id = _build({m: {'test_id': results[m]['test_id']} for m in results})
+  fig = report.runs_figure([('run a', both), ('run b', only_id)])
+  axes = np.asarray(fig.axes).reshape(2, 2)
+  assert [[ax.get_title() for ax in row] for row in axes] == [
+      ['run a: test_id', 'run a: test_ood'], ['run b: test_id', '']]
+  assert not axes[1, 1].axison          # run b has no test_ood: that panel is blank
+  for ax, split in zip(axes[0], ('test_id', 'test_ood')):
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {'scratch', 'my_variant', 'apb', 'random'}
+    np.testing.assert_allclose(lines['apb'].get_ydata(),
+                               both['methods']['apb'][split]['curve']['mean'])
+  assert [t.get_text() for t in fig.legends[0].get_texts()] == [   # once, in the report's order
+      'apb', 'scratch', 'my_variant', 'random']
+  report.plot_runs([('run a', both)], str(tmp_path / 'runs.png'))
+  assert _is_png(tmp_path / 'runs.png')
+  with pytest.raises(ValueError, match='at least one'):
+    report.runs_figure([])
+
+
 def test_write_all_without_oracle(tmp_path):
   r = _build(_results(with_oracle=False))
   written = report.write_all(r, str(tmp_path))
