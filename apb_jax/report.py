@@ -149,8 +149,8 @@ def method_color(method: str, methods: Sequence[str]) -> str:
   return _EXTRA_COLORS[extra.index(method) % len(_EXTRA_COLORS)]
 
 
-def _save_figure(fig: Figure, path: str) -> None:
-  atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=120, bbox_inches='tight'))
+def _save_figure(fig: Figure, path: str, dpi: int = 120) -> None:
+  atomic_write(path, lambda f: fig.savefig(f, format='png', dpi=dpi, bbox_inches='tight'))
 
 
 def _ci_cell(stats: Mapping) -> str:
@@ -288,8 +288,9 @@ def runs_figure(reports: Sequence[tuple[str, Mapping]]) -> Figure:
 
 
 def plot_runs(reports: Sequence[tuple[str, Mapping]], path: str) -> None:
-  """runs_figure(reports) written to the PNG at `path` (summarize --plot)."""
-  _save_figure(runs_figure(reports), path)
+  """runs_figure(reports) written to the PNG at `path` (summarize --plot); at 80 dpi, since a
+  row per run makes it tall (8 runs x 2 splits: ~700 x 1,900 pixels)."""
+  _save_figure(runs_figure(reports), path, dpi=80)
 
 
 def _bar_group(ax, report: Mapping, key: str, split: str, x0: float, width: float,
