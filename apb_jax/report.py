@@ -265,16 +265,17 @@ def runs_figure(reports: Sequence[tuple[str, Mapping]]) -> Figure:
   """Many runs in one figure: a row per (label, report), a column per split, each panel
   drawn as in plot_curves; a split a run lacks is left blank. One legend for the figure."""
   if not reports:
-    raise ValueError('plot_runs needs at least one (label, report) pair')
+    raise ValueError('runs_figure needs at least one (label, report) pair')
+  run_splits = [_splits(report) for _, report in reports]
   splits = []
-  for _, report in reports:
-    splits += [s for s in _splits(report) if s not in splits]
+  for own in run_splits:
+    splits += [s for s in own if s not in splits]
   fig = Figure(figsize=(4.5 * len(splits), 3.0 * len(reports)))
   axes = fig.subplots(len(reports), len(splits), squeeze=False)
   legend = {}
-  for row, (label, report) in zip(axes, reports, strict=True):
+  for row, (label, report), own in zip(axes, reports, run_splits, strict=True):
     for ax, split in zip(row, splits, strict=True):
-      if split not in _splits(report):
+      if split not in own:
         ax.set_axis_off()
         continue
       _draw_curves(ax, report, split)

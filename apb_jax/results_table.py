@@ -1,4 +1,4 @@
-"""Finished run directories -> one markdown table (the README's results tables) and its figure.
+"""Finished run directories -> one markdown table (the README's results tables).
 
     rows = results_table.rows(['runs/cv_fresh', 'runs/cv_meta'])
     print(results_table.markdown(rows))
@@ -35,16 +35,25 @@ def reports(run_dirs) -> list[tuple[str, dict]]:
   return [(run_dir, _read(os.path.join(run_dir, 'report.json'))) for run_dir in run_dirs]
 
 
+def _critic(report) -> str:
+  return report.get('critic', 'fresh')   # reports from before adapt.critic existed: fresh
+
+
 def label(report) -> str:
   """A run's name in a figure: its family, and its critic setting unless `fresh`."""
-  critic = report.get('critic', 'fresh')
+  critic = _critic(report)
   return report['task'] if critic == 'fresh' else f"{report['task']} (critic {critic})"
 
 
 def rows(run_dirs) -> list[dict]:
   """Rows for every method and split of each finished run directory in `run_dirs`."""
+  return rows_of(reports(run_dirs))
+
+
+def rows_of(run_reports) -> list[dict]:
+  """rows(...) of already read `reports(run_dirs)`: [(run_dir, report)]."""
   out = []
-  for run_dir, report in reports(run_dirs):
+  for run_dir, report in run_reports:
     for method, splits in report['methods'].items():
       for split, entry in splits.items():
         stage = _read(os.path.join(run_dir, 'results', f'adapt_{method}_{split}.json'))
@@ -54,7 +63,7 @@ def rows(run_dirs) -> list[dict]:
         gain = stats.summarize(curves[:, -1] - curves[:, 0])
         out.append({
             'task': report['task'],
-            'critic': report.get('critic', 'fresh'), 'split': split, 'method': method,
+            'critic': _critic(report), 'split': split, 'method': method,
             'runs': len(final['per_run']), 'start': curve['mean'][0], 'final': final['mean'],
             'final_ci': (final['ci_low'], final['ci_high']),
             'gain': (gain['mean'], gain['ci_low'], gain['ci_high']),

@@ -24,10 +24,10 @@ def main(argv):
     sys.exit('error: name at least one finished run directory, e.g. '
              'python -m experiments.summarize runs/cheetah_vel_default')
   try:
-    table = results_table.markdown(results_table.rows(argv[1:]))
+    run_reports = results_table.reports(argv[1:])
+    table = results_table.markdown(results_table.rows_of(run_reports))
     if _PLOT.value:
-      report.plot_runs([(results_table.label(r), r)
-                        for _, r in results_table.reports(argv[1:])], _PLOT.value)
+      report.plot_runs([(results_table.label(r), r) for _, r in run_reports], _PLOT.value)
   except files.RunFileError as e:
     sys.exit(f'error: {e}')
   print(table, end='')
