@@ -176,7 +176,7 @@ EOF2
       done;;
     paper)
       timed paper "$OUT/paper/report.json" "$PY" -m experiments.run \
-        --config=experiments/configs/cheetah_vel.py:paper --workdir="$OUT/paper" --progress=false;;
+        --config=experiments/configs/cheetah_vel.py:paper --workdir="$OUT/paper";;   # progress lines: chunk rates
     *) echo "error: unknown step $step; choose from: env tests smoke bench paper" >&2; exit 2;;
   esac
 done
