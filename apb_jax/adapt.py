@@ -2,12 +2,22 @@
 
 The methods compared on every test task (design table):
 
-  method          backbone at the start        what trains                 budget
-  apb             meta-trained                 adapters (+ a critic, below) 1x
-  apb_randominit  freshly initialised, random  adapters (+ a critic, below) 1x
-  scratch         freshly initialised, random  everything (standard RL)     1x
-  finetune        meta-trained                 everything                   1x
-  oracle          freshly initialised, random  everything                   oracle_factor x
+  method          backbone at the start     adapters at the start   what trains        budget
+  apb             meta-trained              the origin              adapters (+critic) 1x
+  apb_warm        meta-trained              mean of the train ones  adapters (+critic) 1x
+  apb_randominit  random (meta-training's)  the origin              adapters (+critic) 1x
+  scratch         random (meta-training's)  the origin              everything         1x
+  finetune        meta-trained              the origin              everything         1x
+  oracle          random (meta-training's)  the origin              everything         oracle_factor x
+
+The adapter origin (`--config.adapt.adapters=origin`, the default; inherit.py) is one
+adapter pytree that every train task starts from in meta-training and every run starts
+from here: the backbone learns in one coordinate system and a new task inherits it.
+`apb_warm` (our step beyond the paper) starts from the mean of the meta-trained train
+adapters instead. `independent` draws fresh adapters per train task and per run (the
+protocol before issue 29, kept to reproduce its numbers). With `--config.adapt.obs_stats
+=meta` (the default) the methods over the meta-trained backbone also start their
+observation normaliser from meta-training's statistics, merged over the train tasks.
 
 The critic (`--config.adapt.critic`, SAC/TD3; `critic_setup`):
   fresh          every method learns a fresh twin MLP critic (the paper's protocol);
@@ -43,10 +53,12 @@ class Method:
   backbone: str      # 'meta' (the meta-trained backbone) or 'random'
   mode: str          # learner mode: 'adapters' or 'all'
   oracle: bool = False
+  start: str = 'origin'   # adapters at the start: 'origin', or 'meta_mean' (train adapters' mean)
 
 
 METHODS = {
     'apb': Method(backbone='meta', mode='adapters'),
+    'apb_warm': Method(backbone='meta', mode='adapters', start='meta_mean'),
     'apb_randominit': Method(backbone='random', mode='adapters'),
     'scratch': Method(backbone='random', mode='all'),
     'finetune': Method(backbone='meta', mode='all'),
@@ -55,6 +67,8 @@ METHODS = {
 
 
 CRITICS = ('fresh', 'meta', 'meta_finetune')   # --config.adapt.critic
+ADAPTERS = ('origin', 'independent')            # --config.adapt.adapters
+OBS_STATS = ('meta', 'fresh')                   # --config.adapt.obs_stats
 
 
 def meta_critic_mode(critic: str) -> str:
@@ -84,9 +98,18 @@ def repeat_tasks(tasks, seeds: int):
   return jax.tree.map(lambda x: jnp.repeat(x, seeds, axis=0), tasks)
 
 
+def tile(tree, n: int):
+  """`tree` repeated on a new leading axis: leaves `[...]` -> `[n, ...]`."""
+  return jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x)[None], n, axis=0), tree)
+
+
 def init_params(rng, backbone, n_runs: int, obs_size: int, action_size: int,
-                config: policy.PolicyConfig):
-  """`{'backbone': backbone, 'adapters': leaves [n_runs, ...]}`, fresh adapters per run."""
+                config: policy.PolicyConfig, start=None):
+  """`{'backbone': backbone, 'adapters': leaves [n_runs, ...]}`: every run starts from the
+  adapters `start` (the origin, or the train adapters' mean), or, with `start` None, from
+  fresh adapters of its own drawn from `rng`."""
+  if start is not None:
+    return {'backbone': backbone, 'adapters': tile(start, n_runs)}
   adapters = jax.vmap(lambda k: policy.init_adapters(k, obs_size, action_size, config))(
       jax.random.split(rng, n_runs))
   return {'backbone': backbone, 'adapters': adapters}

@@ -27,7 +27,7 @@ FIELDS = {
     'task': Text(''),                       # the family (checked against apb_jax.tasks.names())
     'profile': Choice('default', choices=PROFILES),
     'seed': Int(0, low=0),
-    'methods': Names('apb,apb_randominit,scratch,finetune', choices=METHOD_NAMES),
+    'methods': Names('apb,apb_warm,apb_randominit,scratch,finetune', choices=METHOD_NAMES),
     'splits': Names('test_id,test_ood', choices=SPLITS),
     'learner': Choice('sac', choices=ALGOS),     # ppo reads its settings from `ppo`
     'exploration': Choice('action', choices=EXPLORATIONS),   # the adaptation protocol
@@ -61,7 +61,9 @@ FIELDS = {
             'clip_eps': Real(0.2, above=0.0), 'value_coef': Real(0.5, low=0.0),
             'entropy_coef': Real(1e-3, low=0.0), 'normalize_advantage': Flag(True),
             'reward_scale': Real(1.0, **_LR), 'normalize_obs': Flag(True),
-            'value_widths': Widths((256, 256)), 'core_reset_episodes': Int(1, low=1)},
+            'value_widths': Widths((256, 256)), 'core_reset_episodes': Int(1, low=1),
+            # the output adapter's mean-half gain under PPO (policy.PolicyConfig.loc_gain)
+            'loc_gain': Real(1e-4, above=0.0)},
     'meta': {
         'method': Choice('rl', choices=meta_train.METHODS),  # rl: multi-task RL; bc: distil
         'num_tasks': Int(8, low=1), 'total_steps': Int(204_800, low=1),
@@ -70,9 +72,16 @@ FIELDS = {
                     'lr': Real(1e-3, **_LR), 'demo_steps': Int(8_192, low=1),
                     'behaviour_noise': Real(0.2, low=0.0)}},
     # critic: what the SAC/TD3 critic starts from at adaptation (see apb_jax/adapt.py).
+    # adapters: 'origin', every train task and every run starts from one adapter origin saved
+    # with the backbone (inherit.py); 'independent', fresh draws per task and run (before
+    # issue 29). obs_stats: 'meta', the meta-backbone methods start their normaliser from
+    # meta-training's statistics; 'fresh', every method starts an empty one (before issue 29;
+    # with adapters=independent it reproduces that protocol's numbers).
     'adapt': {'num_tasks': Int(4, low=1), 'seeds': Int(2, low=1),
               'total_steps': Int(30_720, low=1), 'eval_every': Int(3_072, low=1),
-              'critic': Choice('fresh', choices=adapt.CRITICS)},
+              'critic': Choice('fresh', choices=adapt.CRITICS),
+              'adapters': Choice('origin', choices=adapt.ADAPTERS),
+              'obs_stats': Choice('meta', choices=adapt.OBS_STATS)},
     # Meta-RL baselines (apb_jax/baselines), run when named in `methods`, meta-trained on
     # the same train tasks with meta.total_steps * meta_factor env steps per task.
     # rl2: PPO (the `ppo` settings) with a GRU of core_size on trials of trial_episodes

@@ -3,8 +3,10 @@
     report = experiment.run(config, workdir)     # config: ml_collections, see experiments/configs
 
 Stages and what marks them done (files under `workdir`):
-  meta_train           results/meta_train.json, checkpoints/backbone/ (the backbone alone;
-                       with --config.adapt.critic=meta[_finetune] also checkpoints/critic_backbone/)
+  meta_train           results/meta_train.json, checkpoints/backbone/ (the backbone with what
+                       adaptation inherits: adapter origin and mean, merged observation
+                       statistics, inherit.py; with --config.adapt.critic=meta[_finetune]
+                       also checkpoints/critic_backbone/)
                        route 'bc': results/meta_experts.json first, then the distillation
   random_return        results/random_return.json
   adapt_<method>_<split>  results/adapt_<method>_<split>.json (curves, timing)
@@ -30,8 +32,8 @@ import zlib
 import jax
 import numpy as np
 
-from apb_jax import (adapt, baselines, checkpoint, estimate, evaluation, files, meta_train, policy,
-                     report)
+from apb_jax import (adapt, baselines, checkpoint, estimate, evaluation, files, inherit,
+                     meta_train, policy, report)
 from apb_jax import tasks
 from apb_jax.learners import make_train, networks
 from apb_jax.metrics import MetricsLog
@@ -73,6 +75,7 @@ class Experiment:
     self.methods = csv(config.methods)
     self.splits = csv(config.splits)
     self._trainers = {}
+    self._inherited = {}                  # checkpoint name -> what meta-training saved there
     self._last_chunk, self.estimate_line = None, None   # see _estimate
     found = self._read_dir()              # before the family is built: errors come at once
     self.family = family or tasks.make(config.task)
@@ -251,59 +254,109 @@ class Experiment:
     return networks.init_critic_backbone(_key(self.config, 'critic_backbone_init'),
                                          self.config.rl.critic_widths)
 
-  def _init_params(self, name, backbone, n_runs, critic_backbone=None):
+  def _init_params(self, name, backbone, n_runs, critic_backbone=None, start=None,
+                   critic_start=None):
+    """Params of `n_runs` runs: every run's adapters from `start` (an origin or a mean), or,
+    with `start` None, fresh per run from the key of `name`; the critic likewise."""
     params = adapt.init_params(_key(self.config, name), backbone, n_runs,
                                self.family.obs_size, self.family.action_size,
-                               policy_config(self.config))
-    return params if critic_backbone is None else dict(params, critic_backbone=critic_backbone)
+                               policy_config(self.config), start)
+    if critic_backbone is not None:
+      params['critic_backbone'] = critic_backbone
+      if critic_start is not None:
+        params['critic_adapters'] = critic_start
+    return params
 
-  def meta_backbone(self):
-    """The meta-trained backbone: from --config.backbone_from, or trained here."""
+  # -- what meta-training hands on (inherit.py) ---------------------------------------------
+  def adapter_origin(self, name=inherit.ACTOR):
+    """The adapters every run starts from (--config.adapt.adapters=origin), of the policy
+    (inherit.ACTOR) or the APB critic (inherit.CRITIC), else None: the origin
+    --config.backbone_from's meta-training used, or drawn from this run's seed."""
     c = self.config
+    if c.adapt.adapters != 'origin':
+      return None
     if c.backbone_from:
-      source = os.path.join(c.backbone_from, 'checkpoints', 'backbone')
-      backbone = checkpoint.restore_params(
-          source, fix='pass the run directory of a finished meta_train')['backbone']
-      adapt.check_backbone(backbone, policy_config(c), source)
-      return backbone
-    if not os.path.exists(self.path('results', 'meta_train.json')):
-      backbone, adapters, out, ckpt, critic = (self._meta_rl() if c.meta.method == 'rl'
-                                               else (*self._meta_bc(), None))
-      if critic is not None:
-        checkpoint.save_params(self.path('checkpoints', 'critic_backbone'), {'backbone': critic})
-      checkpoint.save_params(self.path('checkpoints', 'backbone'), {'backbone': backbone})
-      checkpoint.save_params(self.path('checkpoints', 'meta_adapters'), adapters)
-      self.finish('meta_train', out, ckpt)
-    return checkpoint.restore_params(self.path('checkpoints', 'backbone'),
-                                     fix='delete results/meta_train.json to run meta_train '
-                                     'again')['backbone']
+      return self.inherited(name, 'adapter_origin')['adapter_origin']
+    obs, act = self.family.obs_size, self.family.action_size
+    if name == inherit.ACTOR:
+      return inherit.origin(_key(c, 'adapter_origin'), obs, act, policy_config(c))
+    return inherit.critic_origin(_key(c, 'critic_adapter_origin'), obs, act, c.rl.critic_widths)
 
-  def meta_critic_backbone(self):
-    """The meta-trained critic backbone (--config.adapt.critic=meta[_finetune]), saved by this
-    run's meta_train or by --config.backbone_from's; call after `meta_backbone`."""
-    source = os.path.join(self.config.backbone_from or self.dir, 'checkpoints', 'critic_backbone')
-    return checkpoint.restore_params(
-        source, fix='meta-train with the same --config.adapt.critic')['backbone']
+  def inherited(self, name=inherit.ACTOR, *needs) -> dict:
+    """checkpoints/<name>/ (inherit.ACTOR: the meta-trained backbone with its adapter origin,
+    adapter mean and observation statistics; inherit.CRITIC: the critic's) of this run,
+    meta-trained here first if needed, or of --config.backbone_from."""
+    c = self.config
+    if not c.backbone_from:
+      self.meta_train()
+    if name not in self._inherited:
+      source = c.backbone_from or self.dir
+      fix = ('pass --config.adapt.adapters=independent --config.adapt.obs_stats=fresh, or '
+             'meta-train it again' if c.backbone_from else
+             'delete results/meta_train.json to run meta_train again')
+      out = inherit.load(source, name, fix=(
+          'meta-train with the same --config.adapt.critic' if name == inherit.CRITIC else fix))
+      if name == inherit.ACTOR:
+        adapt.check_backbone(out['backbone'], policy_config(c), source)
+      self._inherited[name] = out
+    out = self._inherited[name]
+    missing = [k for k in needs if k not in out]
+    if missing:
+      raise files.RunFileError(
+          f'{c.backbone_from or self.dir}/checkpoints/{name} holds no {", ".join(missing)} '
+          '(saved before meta-training shared one adapter origin); pass '
+          '--config.adapt.adapters=independent --config.adapt.obs_stats=fresh, or meta-train '
+          'again.')
+    return out
+
+  def meta_final(self):
+    """Meta-training's mean final eval return over the train tasks (this run's, or
+    --config.backbone_from's), or None where its result is not there."""
+    path = os.path.join(self.config.backbone_from or self.dir, 'results', 'meta_train.json')
+    if not os.path.exists(path):
+      return None
+    curves = np.asarray(files.read_json(path, keys=('curves',), fix='restore it')['curves'])
+    return float(curves[:, -1].mean())
+
+  def meta_train(self) -> None:
+    """Meta-trains here (route --config.meta.method) unless done; saves what adaptation
+    inherits (inherit.py)."""
+    if os.path.exists(self.path('results', 'meta_train.json')):
+      return
+    c = self.config
+    backbone, adapters, stats, out, ckpt, critic = (
+        self._meta_rl() if c.meta.method == 'rl' else (*self._meta_bc(), None))
+    if critic is not None:
+      inherit.save(self.dir, inherit.CRITIC,
+                   inherit.critic_inheritance(critic, self.adapter_origin(inherit.CRITIC)))
+    inherit.save(self.dir, inherit.ACTOR,
+                 inherit.actor_inheritance(backbone, adapters, stats, self.adapter_origin()))
+    checkpoint.save_params(self.path('checkpoints', 'meta_adapters'), adapters)
+    self.finish('meta_train', out, ckpt)
 
   def _meta_rl(self):
-    """(backbone, train adapters, result, checkpoints, critic backbone or None)."""
+    """(backbone, train adapters [K], obs stats [K], result, checkpoints, the train tasks'
+    critics [K] or None)."""
     c, train = self.config, self.tasks['train']
     critic_mode = adapt.meta_critic_mode(c.adapt.critic)   # 'mlp' unless critic=meta*
     learner = learner_config(c, 'shared', c.meta.total_steps, c.meta.eval_every,
                              critic_mode=critic_mode)
-    params = self._init_params('meta/adapters', self.random_backbone(), c.meta.num_tasks,
-                               self.random_critic_backbone() if critic_mode != 'mlp' else None)
+    params = self._init_params(
+        'meta/adapters', self.random_backbone(), c.meta.num_tasks,
+        self.random_critic_backbone() if critic_mode != 'mlp' else None,
+        self.adapter_origin(), self.adapter_origin(inherit.CRITIC))
     out, state, ckpt = self.learner_stage('meta_train', learner, _key(c, 'meta/rl'), train,
                                            params, method='rl', split='train')
-    critic = (jax.tree.map(lambda x: x[0], state.agent.critic['backbone'])   # tied copies
-              if critic_mode != 'mlp' else None)
-    return state.shared.backbone, state.agent.actor['adapters'], out, ckpt, critic
+    critic = state.agent.critic if critic_mode != 'mlp' else None
+    return (state.shared.backbone, state.agent.actor['adapters'], state.agent.obs_stats, out,
+            ckpt, critic)
 
   def _meta_bc(self):
     c, train = self.config, self.tasks['train']
     learner = learner_config(c, 'all', c.meta.total_steps, c.meta.eval_every)
     rng = _key(c, 'meta/bc')
-    params = self._init_params('meta/adapters', self.random_backbone(), c.meta.num_tasks)
+    params = self._init_params('meta/adapters', self.random_backbone(), c.meta.num_tasks,
+                               start=self.adapter_origin())
     out, state, ckpt = self.learner_stage('meta_experts', learner, rng, train, params,
                                            keep_checkpoint=True, method='bc', split='train')
     self.finish('meta_experts', out)       # keeps the experts' state until distilled
@@ -319,7 +372,8 @@ class Experiment:
       self.log.write('meta', i + 1, {'bc_loss': losses[i]}, method='bc', split='train')
     out = dict(out, bc_loss=[float(losses[0]), float(losses[-1])],
                run_s=out['run_s'] + time.perf_counter() - start)
-    return params['backbone'], params['adapters'], out, ckpt
+    # the student saw each expert's normalised observations: their statistics go on
+    return params['backbone'], params['adapters'], state.agent.obs_stats, out, ckpt
 
   def random_return(self):
     path = self.path('results', 'random_return.json')
@@ -331,17 +385,49 @@ class Experiment:
           for split in self.splits})
     return self.result('random_return')
 
-  def adapt(self, method_name, split, meta_backbone):
+  def start_params(self, method_name: str, split: str, runs: int) -> dict:
+    """The params `runs` runs of a method start from: its backbone, adapters (the origin, the
+    train adapters' mean, or, with adapters=independent, a draw per run: the same draws for
+    every method of a split), the critic's, and the inherited normaliser (`inherits`)."""
+    c, m = self.config, adapt.method(method_name)
+    _, critic_from = adapt.critic_setup(method_name, c.adapt.critic)
+    meta = self.inherited(inherit.ACTOR) if m.backbone == 'meta' else None
+    start = (self.inherited(inherit.ACTOR, 'adapter_mean')['adapter_mean']
+             if m.start == 'meta_mean' else self.adapter_origin())
+    critic, critic_start = None, None
+    if critic_from == 'meta':
+      meta_critic = self.inherited(inherit.CRITIC)
+      critic = meta_critic['backbone']
+      critic_start = (self.inherited(inherit.CRITIC, 'adapter_mean')['adapter_mean']
+                      if m.start == 'meta_mean' else self.adapter_origin(inherit.CRITIC))
+    elif critic_from == 'random':
+      critic, critic_start = self.random_critic_backbone(), self.adapter_origin(inherit.CRITIC)
+    params = self._init_params(f'adapt/adapters/{split}', meta['backbone'] if meta else
+                               self.random_backbone(), runs, critic, start, critic_start)
+    if meta is not None and c.adapt.obs_stats == 'meta':
+      params['obs_stats'] = self.inherited(inherit.ACTOR, 'obs_stats')['obs_stats']
+    return params
+
+  def inherits(self, method_name: str) -> dict:
+    """What `method_name` starts from, in words (report.json's `inherits`)."""
+    c, m = self.config, adapt.method(method_name)
+    meta = m.backbone == 'meta'
+    adapters = ('meta-trained adapters\' mean' if m.start == 'meta_mean' else
+                'adapter origin' if c.adapt.adapters == 'origin' else 'independent draws')
+    return {'backbone': 'meta-trained' if meta else 'random (meta-training\'s start)',
+            'adapters': adapters,
+            'obs_stats': 'meta-training\'s' if meta and c.adapt.obs_stats == 'meta' else 'fresh',
+            'critic': {None: 'fresh MLP', 'meta': 'meta-trained backbone',
+                       'random': 'random backbone'}[adapt.critic_setup(method_name,
+                                                                       c.adapt.critic)[1]]}
+
+  def adapt(self, method_name, split):
     c, m = self.config, adapt.method(method_name)
     steps = c.adapt.total_steps * (c.oracle_factor if m.oracle else 1)
-    critic_mode, critic_from = adapt.critic_setup(method_name, c.adapt.critic)
+    critic_mode, _ = adapt.critic_setup(method_name, c.adapt.critic)
     learner = learner_config(c, m.mode, steps, c.adapt.eval_every, c.exploration, critic_mode)
     runs = c.adapt.num_tasks * c.adapt.seeds
-    backbone = meta_backbone if m.backbone == 'meta' else self.random_backbone()
-    critic = {None: lambda: None, 'meta': self.meta_critic_backbone,
-              'random': self.random_critic_backbone}[critic_from]()
-    # Common random numbers: every method of a split starts from the same adapters and seeds.
-    params = self._init_params(f'adapt/adapters/{split}', backbone, runs, critic)
+    params = self.start_params(method_name, split, runs)
     name = f'adapt_{method_name}_{split}'
     out, state, ckpt = self.learner_stage(
         name, learner, _key(c, f'adapt/{split}'), adapt.repeat_tasks(self.tasks[split], c.adapt.seeds),
@@ -363,10 +449,11 @@ class Experiment:
 
   def run(self) -> dict:
     needs_meta = needs_meta_backbone(self.methods)
-    meta = self.meta_backbone() if needs_meta else None
+    if needs_meta:
+      self.inherited()    # meta-trains first, or checks --config.backbone_from's checkpoint
     random_return = self.random_return()
     results = {m: {s: (baselines.get(m).adapt(self, s) if m in baselines.NAMES
-                       else self.adapt(m, s, meta)) for s in self.splits}
+                       else self.adapt(m, s)) for s in self.splits}
                for m in self.methods}
     stages = [r for per in results.values() for r in per.values()]
     meta_stages = ['meta_train'] if needs_meta and not self.config.backbone_from else []
@@ -380,7 +467,9 @@ class Experiment:
         {m: {s: {'steps': np.asarray(r['steps']), 'returns': np.asarray(r['curves'])}
              for s, r in per.items()} for m, per in results.items()},
         task=c.task, profile=c.profile, learner=c.learner, exploration=c.exploration,
-        critic=c.adapt.critic,
+        critic=c.adapt.critic, inherits={m: self.inherits(m) for m in self.methods
+                                         if m in adapt.METHODS},
+        meta_final=self.meta_final() if needs_meta else None,
         seeds=c.adapt.seeds, random_return=random_return, budgets=self.budgets(),
         timing={'total_s': run_s, 'compile_s': compile_s, 'env_steps': env_steps,
                 'env_steps_per_s': env_steps / max(run_s - compile_s, 1e-9)})

@@ -67,6 +67,9 @@ class PolicyConfig:
     widths: backbone widths (d_0, ..., d_L), L >= 1 dense layers.
     activation: one of ACTIVATIONS.
     min_scale: floor added to softplus(scale) of the Gaussian.
+    loc_gain: the variance-scaling gain of the output adapter's mean half (its scale half
+      always starts at 1e-4): 1e-4 starts the mean action near 0 whatever the backbone;
+      a larger one (e.g. 1.0, brax.training's PPO) starts a policy whose mean moves.
     init_scale: the Gaussian's scale (pre-tanh std) of fresh adapters; 0 leaves the
       raw-scale bias at 0 (scale softplus(0) + min_scale = 0.694), > min_scale starts the
       bias where the scale equals it (a narrower start keeps early exploration tame).
@@ -77,6 +80,7 @@ class PolicyConfig:
   min_scale: float = 1e-3
   core_size: int = 0        # GRU hidden size between backbone and output adapter; 0: none
   init_scale: float = 0.0
+  loc_gain: float = 1e-4
 
   def __post_init__(self):
     object.__setattr__(self, 'widths', tuple(int(w) for w in self.widths))
@@ -147,6 +151,10 @@ def init_adapters(rng: jax.Array, obs_size: int, action_size: int,
       'in': dense_init(k_in, obs_size, config.widths[0], 1.0),
       'out': dense_init(k_out, head_in, 2 * action_size, 1e-4),
   }
+  if config.loc_gain != 1e-4:   # the mean half at its own gain (same key: 1e-4 reproduces)
+    loc = dense_init(k_out, head_in, 2 * action_size, config.loc_gain)['kernel']
+    adapters['out']['kernel'] = adapters['out']['kernel'].at[:, :action_size].set(
+        loc[:, :action_size])
   if config.init_scale:   # softplus(b) + min_scale = init_scale
     b = math.log(math.expm1(config.init_scale - config.min_scale))
     adapters['out']['bias'] = adapters['out']['bias'].at[action_size:].set(b)

@@ -8,6 +8,7 @@ Methods usually are 'apb', 'apb_randominit', 'scratch', 'finetune', 'oracle' (an
 accepted); splits usually 'test_id' and 'test_ood'. The oracle may have more evaluations.
 
 Statistics per (method, split), every interval a 95% percentile bootstrap over runs:
+    start             [runs]  return at step 0, before any adaptation (zero-shot)
     final_return      [runs]  return at the last evaluation
     auc               [runs]  area under the curve / (steps[-1] - steps[0]), i.e. the mean eval
                               return over training, in return units (a sample-efficiency measure)
@@ -17,7 +18,12 @@ Statistics per (method, split), every interval a 95% percentile bootstrap over r
                               (None: never), the fraction that reached it, the median over
                               all runs (never = infinitely slow; None unless more than half reach)
     curve             [n_evals] mean and CI of the return at each evaluation
-and `claims`: the paper's claims as measured verdicts (claims.py).
+and `claims`: the paper's claims as measured verdicts (claims.py). Transfer, for the methods
+over the meta-trained backbone when meta-training's final train return is known:
+    transfer          {'meta_final': meta-training's mean final return over the train tasks,
+                       'start_to_meta_final': start mean / meta_final (None unless meta_final
+                       > 0: a ratio of costs says nothing)}
+and `inherits[method]`: what each method starts from (backbone, adapters, normaliser, critic).
 IQM is the interquartile mean (rliable's scipy.stats.trim_mean(x, 0.25)). Everything is
 deterministic: the same input gives the same dict, hence the same report.json.
 """
@@ -37,11 +43,12 @@ from apb_jax.stats import auc, curve_summary, steps_to_threshold, summarize, thr
 __all__ = ['build_report', 'write_all', 'summarize', 'auc', 'curve_summary',
            'steps_to_threshold', 'threshold_summary']
 
-CANONICAL_METHODS = ('apb', 'apb_randominit', 'scratch', 'finetune', 'oracle')
+CANONICAL_METHODS = ('apb', 'apb_warm', 'apb_randominit', 'scratch', 'finetune', 'oracle')
 METHOD_COLORS = {
-    'apb': 'tab:blue', 'apb_randominit': 'tab:purple', 'scratch': 'tab:orange',
+    'apb': 'tab:blue', 'apb_warm': 'tab:cyan', 'apb_randominit': 'tab:purple',
+    'scratch': 'tab:orange',
     'finetune': 'tab:green', 'oracle': 'black'}
-_EXTRA_COLORS = ('tab:red', 'tab:brown', 'tab:pink', 'tab:olive', 'tab:cyan')
+_EXTRA_COLORS = ('tab:red', 'tab:brown', 'tab:pink', 'tab:olive', 'tab:gray')
 TIMING_KEYS = {'total_s': float, 'compile_s': float, 'env_steps': int, 'env_steps_per_s': float}
 
 
@@ -68,11 +75,16 @@ def _checked_curve(results: Mapping, method: str, split: str) -> tuple[np.ndarra
 
 def build_report(results: Mapping, *, task: str, profile: str, learner: str, exploration: str,
                  seeds: int, random_return: Mapping, timing: Mapping,
-                 budgets: Mapping | None = None, critic: str = 'fresh') -> dict:
+                 budgets: Mapping | None = None, critic: str = 'fresh',
+                 inherits: Mapping | None = None, meta_final: float | None = None) -> dict:
   """Summary dict of an experiment (schema in the module docstring and report.json).
 
-  `budgets` (env steps per task of each phase) is stated with the claims (claims.py).
+  `budgets` (env steps per task of each phase) is stated with the claims (claims.py);
+  `inherits[method]` (what it starts from; the methods whose backbone starts with
+  'meta-trained' get `transfer`) and `meta_final` (meta-training's mean final train return)
+  are stated with each method.
   """
+  inherits = dict(inherits or {})
   seeds = int(seeds)
   if not results:
     raise ValueError('results is empty: no method produced learning curves')
@@ -90,12 +102,17 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
   for method, splits in curves.items():
     methods_out[method] = {}
     for split, (steps, returns) in splits.items():
-      entry = {'final_return': summarize(returns[:, -1]),
+      entry = {'start': summarize(returns[:, 0]),
+               'final_return': summarize(returns[:, -1]),
                'auc': summarize(auc(steps, returns)),
                'curve': curve_summary(steps, returns)}
       if 'oracle' in curves:
         entry['normalized_score'] = summarize(
             _normalized(curves, method, split, seeds, random_return))
+      if meta_final is not None and str(inherits.get(method, {}).get(
+          'backbone', '')).startswith('meta-trained'):
+        entry['transfer'] = {'meta_final': float(meta_final), 'start_to_meta_final': (
+            entry['start']['mean'] / meta_final if meta_final > 0 else None)}
       methods_out[method][split] = entry
   for split, (_, scratch_returns) in curves.get('scratch', {}).items():
     threshold = float(scratch_returns[:, -1].mean())   # scratch's mean final return
@@ -106,6 +123,7 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
   return {'task': str(task), 'profile': str(profile), 'learner': str(learner),
           'exploration': str(exploration), 'critic': str(critic), 'seeds': seeds,
           'methods': methods_out,
+          'inherits': {m: dict(v) for m, v in inherits.items() if m in methods_out},
           'random_return': {str(s): float(r) for s, r in random_return.items()},
           'claims': claims_lib.compute(curves, seeds=seeds, random_return=random_return,
                                        budgets=budgets or {}),
@@ -186,10 +204,17 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
       lines.append('| ' + ' | '.join(row) + ' |')
     if split in report['random_return']:
       lines += ['', f"Random policy return: {report['random_return'][split]:.2f}"]
+    lines += _transfer_lines(entries)
     if 'apb' in entries and 'steps_to_threshold' in entries['apb']:
       lines += ['', _speedup_line(entries['apb']['steps_to_threshold'],
                                   entries['scratch']['steps_to_threshold'],
                                   entries['scratch']['curve']['mean'][0])]
+    lines.append('')
+  if report.get('inherits'):
+    lines += ['## What each method starts from', '',
+              '| method | backbone | adapters | normaliser | critic |', '|---|---|---|---|---|']
+    lines += [f"| {m} | {v['backbone']} | {v['adapters']} | {v['obs_stats']} | {v['critic']} |"
+              for m, v in report['inherits'].items()]
     lines.append('')
   lines += claims_lib.markdown(report.get('claims', []))
   lines += ['## How to read this', '',
@@ -207,6 +232,20 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
   lines.append('')
   lines += [f'![{os.path.splitext(p)[0]}]({p})' for p in plot_files]
   atomic_write(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
+
+
+def _transfer_lines(entries: Mapping) -> list[str]:
+  """The zero-shot line of a split: each meta-backbone method's start as a share of
+  meta-training's final train return (none where that is a cost: no ratio)."""
+  shares = {m: e['transfer'] for m, e in entries.items()
+            if e.get('transfer', {}).get('start_to_meta_final') is not None}
+  if not shares:
+    return []
+  meta_final = next(iter(shares.values()))['meta_final']
+  text = '; '.join(f"{m} {entries[m]['start']['mean']:.2f} ({t['start_to_meta_final']:.0%})"
+                   for m, t in shares.items())
+  return ['', f"Zero-shot: the start of each method over the meta-trained backbone, as a share "
+          f"of meta-training's final train return ({meta_final:.2f}): {text}."]
 
 
 def _speedup_line(apb: Mapping, scratch: Mapping, scratch_start: float) -> str:

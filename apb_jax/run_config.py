@@ -10,6 +10,7 @@ The config's fields, defaults and rules are in `config_fields.py`; profiles in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 from apb_jax import adapt, baselines, config_fields, policy, schema, tasks
@@ -35,9 +36,10 @@ def _tuples(group) -> dict:
 def ppo_config(config, mode: str, total_steps: int, eval_every: int,
                exploration: str = 'action', **changes) -> PPOConfig:
   """PPO from config.ppo and config.policy (eval_episodes from config.rl); `changes` override."""
-  fields = dict(mode=mode, exploration=exploration, policy=policy_config(config),
-                total_steps=total_steps, eval_every=eval_every,
-                eval_episodes=config.rl.eval_episodes, **_tuples(config.ppo))
+  ppo = _tuples(config.ppo)
+  fields = dict(mode=mode, exploration=exploration, total_steps=total_steps,
+                policy=dataclasses.replace(policy_config(config), loc_gain=ppo.pop('loc_gain')),
+                eval_every=eval_every, eval_episodes=config.rl.eval_episodes, **ppo)
   return PPOConfig(**dict(fields, **changes))
 
 
@@ -75,6 +77,10 @@ def validate(config, check_task: bool = True, episode_length: int = tasks.EPISOD
   if config.meta.method == 'bc' and config.policy.core_size and needs_meta_backbone(methods):
     raise ValueError('--config.meta.method=bc distils feed-forward experts; use '
                      '--config.meta.method=rl with --config.policy.core_size > 0.')
+  if 'apb_warm' in methods and config.adapt.adapters != 'origin':
+    raise ValueError('apb_warm starts from the mean of the meta-trained adapters, which means '
+                     'something only when they share one origin; use '
+                     '--config.adapt.adapters=origin or leave apb_warm out of --config.methods.')
   if config.backbone_from:
     lent = ['backbone'] + (['critic_backbone'] if config.adapt.critic != 'fresh' else [])
     for name in lent:

@@ -55,6 +55,8 @@ flags.DEFINE_float('gae_lambda', 0.95, 'GAE lambda.')
 flags.DEFINE_float('clip_eps', 0.2, 'PPO clip epsilon.')
 flags.DEFINE_float('entropy_coef', 1e-3, 'Entropy coefficient.')
 flags.DEFINE_float('value_coef', 0.5, 'Value loss coefficient (x 0.5 mean squared error).')
+flags.DEFINE_float('loc_gain', None, "Our policy's output-adapter mean gain (policy.PolicyConfig"
+                   ".loc_gain); default: --config.ppo.loc_gain's default.")
 flags.DEFINE_integer('sim_steps', 32, 'Steps per rollout of the sim_limit measurements.')
 for _name, _value in (('num_envs', 32), ('steps', 98_304), ('num_evals', 6),
                       ('scaling_chunk', 1024), ('out', 'runs/bench/ppo.json')):
@@ -63,7 +65,8 @@ for _name, _value in (('num_envs', 32), ('steps', 98_304), ('num_evals', 6),
 VS_BRAX = ('family', 'num_envs', 'unroll_length', 'minibatches', 'epochs', 'widths', 'steps',
            'num_evals', 'eval_envs', 'lr', 'gamma', 'gae_lambda', 'clip_eps', 'entropy_coef',
            'value_coef')
-SETTINGS = VS_BRAX + ('ks', 'scaling_chunk', 'scaling_repeats', 'sim_steps', 'repeats', 'seed')
+SETTINGS = VS_BRAX + ('loc_gain', 'ks', 'scaling_chunk', 'scaling_repeats', 'sim_steps', 'repeats',
+                      'seed')
 
 
 def _recorder(read_return):
@@ -90,9 +93,12 @@ def _timing(times, steps, returns, **extra):
 def _ppo_config(mode, total, eval_every):
   from apb_jax.learners import PPOConfig
   from apb_jax.policy import PolicyConfig
+  from apb_jax.config_fields import FIELDS
   widths = tuple(map(int, FLAGS.widths))
+  loc_gain = FIELDS['ppo']['loc_gain'].default if FLAGS.loc_gain is None else FLAGS.loc_gain
   return PPOConfig(
-      algo='ppo', mode=mode, policy=PolicyConfig(widths=widths), value_widths=widths,
+      algo='ppo', mode=mode, policy=PolicyConfig(widths=widths, loc_gain=loc_gain),
+      value_widths=widths,
       total_steps=total, num_envs=FLAGS.num_envs, unroll_length=FLAGS.unroll_length,
       eval_every=eval_every, eval_episodes=FLAGS.eval_envs, epochs=FLAGS.epochs,
       num_minibatches=FLAGS.minibatches, lr=FLAGS.lr, max_grad_norm=0.0, gamma=FLAGS.gamma,

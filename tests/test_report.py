@@ -105,7 +105,8 @@ def test_build_report_schema_and_values():
   results = _results()
   r = _build(results)
   assert set(r) == {'task', 'profile', 'learner', 'exploration', 'critic', 'seeds', 'methods',
-                    'random_return', 'timing', 'claims'}
+                    'random_return', 'timing', 'claims', 'inherits'}
+  assert r['inherits'] == {}                         # experiment passes what each method has
   assert r['critic'] == 'fresh'                      # the default; experiment passes its own
   # apb and scratch ran: claim 1 measured; claim 2 needs apb_randominit; no baseline ran.
   assert [(c['claim'], c['verdict'] == 'not measured') for c in r['claims']] == [
@@ -122,14 +123,15 @@ def test_build_report_schema_and_values():
   for method, splits in r['methods'].items():
     assert list(splits) == ['test_id', 'test_ood']
     for split, entry in splits.items():
-      assert set(entry) == {'final_return', 'auc', 'curve', 'normalized_score',
+      assert set(entry) == {'start', 'final_return', 'auc', 'curve', 'normalized_score',
                             'steps_to_threshold'}
-      for key in ('final_return', 'auc', 'normalized_score'):
+      for key in ('start', 'final_return', 'auc', 'normalized_score'):
         assert set(entry[key]) == STAT_KEYS
         assert all(type(v) is float for v in entry[key]['per_run'])
         assert len(entry[key]['per_run']) == TASKS * SEEDS
       returns = results[method][split]['returns']
       assert entry['final_return']['per_run'] == returns[:, -1].tolist()
+      assert entry['start']['per_run'] == returns[:, 0].tolist()
       np.testing.assert_allclose(entry['auc']['per_run'],
                                  report.auc(results[method][split]['steps'], returns))
       assert set(entry['curve']) == CURVE_KEYS
@@ -155,7 +157,7 @@ def test_no_oracle_no_normalized_score():
   assert list(r['methods']) == ['apb', 'scratch', 'my_variant']
   for splits in r['methods'].values():
     for entry in splits.values():
-      assert set(entry) == {'final_return', 'auc', 'curve', 'steps_to_threshold'}
+      assert set(entry) == {'start', 'final_return', 'auc', 'curve', 'steps_to_threshold'}
 
 
 def test_build_report_rejects_bad_shapes():

@@ -83,7 +83,7 @@ BAD_SETTINGS = [
     ({'learner': 'a2c'}, "--config.learner=a2c must be one of ['sac', 'td3', 'ppo']"),
     ({'exploration': 'curiosity'}, "--config.exploration=curiosity must be one of ['action',"),
     ({'methods': 'apb,mamll'}, '--config.methods=apb,mamll must be a comma-separated list of '
-     "distinct names from ['apb', 'apb_randominit', 'scratch', 'finetune', 'oracle', 'rl2',"),
+     "distinct names from ['apb', 'apb_warm', 'apb_randominit', 'scratch', 'finetune', 'oracle',"),
     ({'methods': 'apb,apb'}, '--config.methods=apb,apb must be a comma-separated list'),
     ({'methods': ''}, '--config.methods= must be a comma-separated list'),
     ({'splits': 'test_id,val'}, '--config.splits=test_id,val must be a comma-separated list'),

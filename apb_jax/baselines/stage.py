@@ -52,8 +52,7 @@ def tied_params(rng, family, policy_config, k: int, obs_size: int | None = None)
   `obs_size`: the policy's input size, if not the family's (e.g. PEARL's [obs, z])."""
   params = policy.init_params(rng, obs_size or family.obs_size, family.action_size,
                               policy_config)
-  params['adapters'] = jax.tree.map(lambda x: np.repeat(np.asarray(x)[None], k, axis=0),
-                                    params['adapters'])
+  params['adapters'] = adapt.tile(params['adapters'], k)
   return params
 
 

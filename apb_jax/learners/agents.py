@@ -69,11 +69,13 @@ def critic_optimizer(config: LearnerConfig) -> optax.GradientTransformation:
 
 
 def init(rng, params, obs_size, action_size, config: LearnerConfig,
-         critic_backbone=None) -> AgentState:
+         critic_backbone=None, critic_adapters=None) -> AgentState:
   """Agent state from the actor's initial `params` and a critic with fresh adapters (or a fresh
-  MLP, in critic_mode 'mlp'); `critic_backbone`: the APB critic's twin backbone."""
+  MLP, in critic_mode 'mlp'); `critic_backbone`: the APB critic's twin backbone;
+  `critic_adapters`: its adapters at the start (None: fresh)."""
   actor = networks.trainable_actor(params, config)
-  critic = networks.init_critic(rng, obs_size, action_size, config, critic_backbone)
+  critic = networks.init_critic(rng, obs_size, action_size, config, critic_backbone,
+                                critic_adapters)
   log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
   return AgentState(
       actor=actor,

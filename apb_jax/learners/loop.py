@@ -24,9 +24,10 @@ import time
 from typing import Callable, NamedTuple, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from apb_jax.learners import memory, sharding
+from apb_jax.learners import memory, normalizer, sharding
 from apb_jax.learners.shared import TASK_AXIS
 from apb_jax.progress import Progress
 
@@ -63,6 +64,7 @@ class HostLoop:
 
   finite_metrics: tuple = ()
   state_axes = None
+  inherits_obs_stats = False   # True: `init` starts state.agent.obs_stats from init_params'
 
   def __init__(self, config, family):
     self.config = config
@@ -89,12 +91,22 @@ class HostLoop:
 
   def init(self, rng, tasks, init_params):
     """Batched learner state for K tasks: `tasks` leaves `[K, ...]`, `init_params =
-    {'backbone': unbatched, 'adapters': leaves [K, ...]}`. A state too large for the
-    devices stops here, before anything compiles (memory.check_fits)."""
+    {'backbone': unbatched, 'adapters': leaves [K, ...]}`, and, where the learner
+    `inherits_obs_stats` (SAC/TD3, PPO), optionally `'obs_stats'`: a Normalizer (unbatched)
+    every task's normaliser starts from (e.g. meta-training's) instead of an empty one. A
+    state too large for the devices stops here, before anything compiles
+    (memory.check_fits)."""
     args = self._init_args(rng, tasks, init_params)
+    k = jax.tree.leaves(tasks)[0].shape[0]
     # The jitted function's own eval_shape: the call below reuses its trace.
-    memory.check_fits(self._init.eval_shape(*args), jax.tree.leaves(tasks)[0].shape[0])
-    return self._init(*args)
+    memory.check_fits(self._init.eval_shape(*args), k)
+    state = self._init(*args)
+    stats = init_params.get('obs_stats') if self.inherits_obs_stats else None
+    if stats is None:
+      return state
+    stats = sharding.shard_tasks(jax.tree.map(
+        lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), normalizer.from_tree(stats)))
+    return state.replace(agent=state.agent.replace(obs_stats=stats))
 
   def compile(self, state) -> float:
     """Compiles chunk and evaluate for `state`'s shapes ahead of time; returns the seconds.

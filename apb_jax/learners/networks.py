@@ -22,7 +22,7 @@ of size 2 and applied with `jax.vmap`, in one of two layouts (`config.critic_mod
     adapters and a backbone whose gradient is the task mean, so the tasks'
     copies, which start equal, stay equal: one critic backbone for all tasks.
 The twin backbone comes from outside (`init_critic_backbone`, or a
-meta-trained one), the adapters are fresh.
+meta-trained one); the adapters are fresh, or given (the critic's adapter origin).
 """
 
 from __future__ import annotations
@@ -89,24 +89,30 @@ def init_critic_backbone(rng, widths) -> dict:
   return jax.vmap(lambda k: policy.init_backbone(k, config))(jax.random.split(rng, 2))
 
 
-def init_critic(rng, obs_size: int, action_size: int, config: LearnerConfig, backbone=None):
-  """Twin critic params, each leaf with leading axis 2: a fresh MLP in critic_mode 'mlp', else
-  `{'backbone': backbone, 'adapters': fresh}` (`backbone` from `init_critic_backbone`)."""
-  keys = jax.random.split(rng, 2)
-  if config.critic_mode == 'mlp':
-    sizes = (obs_size + action_size, *config.critic_widths, 1)
-    return jax.vmap(lambda k: init_mlp(k, sizes))(keys)
-  if backbone is None:
-    raise ValueError(f"critic_mode={config.critic_mode!r} needs a critic backbone; pass "
-                     "init_params['critic_backbone'] = networks.init_critic_backbone(rng, "
-                     'config.critic_widths) or a meta-trained one.')
-  widths = config.critic_widths
-
+def init_critic_adapters(rng, obs_size: int, action_size: int, widths) -> dict:
+  """Fresh twin critic adapters `{'in', 'out'}`, leaves [2, ...], for a backbone of `widths`."""
   def adapters(k):   # gains as init_mlp's: relu follows the input adapter, the output is linear
     k_in, k_out = jax.random.split(k)
     return {'in': policy.dense_init(k_in, obs_size + action_size, widths[0], 2.0),
             'out': policy.dense_init(k_out, widths[-1], 1, 1.0)}
-  return {'backbone': backbone, 'adapters': jax.vmap(adapters)(keys)}
+  return jax.vmap(adapters)(jax.random.split(rng, 2))
+
+
+def init_critic(rng, obs_size: int, action_size: int, config: LearnerConfig, backbone=None,
+                adapters=None):
+  """Twin critic params, each leaf with leading axis 2: a fresh MLP in critic_mode 'mlp', else
+  `{'backbone': backbone, 'adapters': adapters}` (`backbone` from `init_critic_backbone`;
+  `adapters` given, e.g. the critic's adapter origin, or None: fresh from `rng`)."""
+  if config.critic_mode == 'mlp':
+    sizes = (obs_size + action_size, *config.critic_widths, 1)
+    return jax.vmap(lambda k: init_mlp(k, sizes))(jax.random.split(rng, 2))
+  if backbone is None:
+    raise ValueError(f"critic_mode={config.critic_mode!r} needs a critic backbone; pass "
+                     "init_params['critic_backbone'] = networks.init_critic_backbone(rng, "
+                     'config.critic_widths) or a meta-trained one.')
+  if adapters is None:
+    adapters = init_critic_adapters(rng, obs_size, action_size, config.critic_widths)
+  return {'backbone': backbone, 'adapters': adapters}
 
 
 def q_apply(params, x) -> jax.Array:

@@ -31,6 +31,17 @@ def update(stats: Normalizer, batch: jax.Array) -> Normalizer:
   return Normalizer(mean=mean, m2=m2, count=count)
 
 
+def merge(stats: Normalizer) -> Normalizer:
+  """One Normalizer of all the data of several: `stats` leaves [K, ...] (e.g. the train tasks'
+  statistics after meta-training) -> their pooled mean, m2 and count (Chan et al.)."""
+  count = jnp.sum(stats.count)
+  weights = stats.count[:, None] / jnp.maximum(count, 1.0)
+  mean = jnp.sum(weights * stats.mean, axis=0)
+  m2 = jnp.sum(stats.m2, axis=0) + jnp.sum(
+      stats.count[:, None] * jnp.square(stats.mean - mean), axis=0)
+  return Normalizer(mean=mean, m2=m2, count=count)
+
+
 def normalize(stats: Normalizer, obs: jax.Array, clip: float = 10.0) -> jax.Array:
   """(obs - mean) / std, clipped; identity while no data has been seen."""
   var = jnp.where(stats.count > 1, stats.m2 / jnp.maximum(stats.count, 1.0), 1.0)

@@ -89,6 +89,7 @@ class PPOTrainer(loop.HostLoop):
   """PPO on the tasks of one family; the host loop is `loop.HostLoop`."""
 
   finite_metrics = ('policy_loss', 'value_loss')
+  inherits_obs_stats = True
   state_axes = STATE_AXES
 
   # -- initial state -------------------------------------------------------------

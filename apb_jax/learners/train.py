@@ -18,12 +18,16 @@ Structure (PureJaxRL / brax.training style, with the host only at the edges):
 
 Shapes: `tasks` leaves `[K, ...]`; `init_params = {'backbone': unbatched,
 'adapters': leaves [K, ...]}`, plus `'critic_backbone'` (unbatched twin, leaves
-[2, ...]) for the APB critic (`config.critic_mode` != 'mlp', networks.py). Every leaf of the learner state carries the
-leading `[K]` axis except `state.shared` (the backbone and its optimiser
-state), which is one unbatched copy: frozen in mode 'adapters', trained by
-the task-mean gradient in mode 'shared' (meta-training), unused in 'all'. All schedule counters (warm-up, TD3 delay, param-noise
-interval) are derived from the chunk index and the scan index, which are the
-same for every task, so their branches are real `lax.cond`s under the vmap.
+[2, ...]) for the APB critic (`config.critic_mode` != 'mlp', networks.py), and
+optionally `'critic_adapters'` (its adapters at the start, [2, ...]) and
+`'obs_stats'` (an inherited normaliser, loop.HostLoop.init). Every leaf of the
+learner state carries the leading `[K]` axis except `state.shared` (the
+backbone and its optimiser state), which is one unbatched copy: frozen in mode
+'adapters', trained by the task-mean gradient in mode 'shared'
+(meta-training), unused in 'all'. All schedule counters (warm-up, TD3 delay,
+param-noise interval) are derived from the chunk index and the scan index,
+which are the same for every task, so their branches are real `lax.cond`s
+under the vmap.
 With several devices the task axis is sharded over a 1-D mesh (`sharding.py`).
 """
 
@@ -72,21 +76,26 @@ class Trainer(loop.HostLoop):
   """SAC or TD3 (per `config.algo`) on the tasks of one family; the host loop is `loop.HostLoop`."""
 
   finite_metrics = ('critic_loss', 'actor_loss')
+  inherits_obs_stats = True
   state_axes = STATE_AXES
-  init_axes = (0, 0, 0, None, None)
+  init_axes = (0, 0, 0, None, None, None)
 
   # -- initial state -------------------------------------------------------------
   def _init_args(self, rng, tasks, init_params):
     """Adds the APB critic's twin backbone, `init_params['critic_backbone']` (unbatched; None
-    for critic_mode 'mlp'), shared by every task at the start."""
-    critic_backbone = init_params.get('critic_backbone')
-    return (*loop.place(rng, tasks, init_params), sharding.replicate(critic_backbone))
+    for critic_mode 'mlp'), shared by every task at the start, and its adapters at the start,
+    `init_params['critic_adapters']` (unbatched, every task starts from them; None: fresh)."""
+    return (*loop.place(rng, tasks, init_params),
+            sharding.replicate(init_params.get('critic_backbone')),
+            sharding.replicate(init_params.get('critic_adapters')))
 
-  def _init_one(self, rng, task, adapters, backbone, critic_backbone) -> LearnerState:
+  def _init_one(self, rng, task, adapters, backbone, critic_backbone,
+                critic_adapters) -> LearnerState:
     c = self.config
     k_agent, k_env, k_noise, k_loop = jax.random.split(rng, 4)
     params = {'backbone': backbone, 'adapters': adapters}
-    agent = agents.init(k_agent, params, self.obs_size, self.action_size, c, critic_backbone)
+    agent = agents.init(k_agent, params, self.obs_size, self.action_size, c, critic_backbone,
+                        critic_adapters)
     env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, c.num_envs),
                                          tile(task, c.num_envs))
     example = agents.Transition(

@@ -1,0 +1,81 @@
+"""What adaptation inherits from meta-training, saved beside the backbone it belongs to.
+
+Meta-training (route 'rl' or 'bc') starts every train task's adapters from one adapter
+**origin** (`--config.adapt.adapters=origin`, the default), so the backbone learns in
+one coordinate system; every adaptation run starts from the same origin (`apb`,
+`apb_randominit`, `scratch`, `finetune`, `oracle`), or from the **mean** of the
+meta-trained train adapters (`apb_warm`). Independent random adapters per task (`independent`,
+the protocol before issue 29) hand a new task a projection the backbone never saw:
+cheetah_dir's train task reached 631.6 in meta-training and its adaptation started at 0.0.
+
+    checkpoints/backbone/         {'backbone':       {'dense_l': ...},
+                                   'adapter_origin': adapters (unbatched; 'origin' only),
+                                   'adapter_mean':   adapters (unbatched),
+                                   'obs_stats':      {'mean', 'm2', 'count'} merged over tasks}
+    checkpoints/critic_backbone/  {'backbone': twin [2, ...], 'adapter_origin', 'adapter_mean'}
+                                  (with --config.adapt.critic=meta[_finetune])
+
+`--config.backbone_from` reads both from another run directory, so a reused backbone
+arrives with its origin, mean and statistics.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+
+from apb_jax import checkpoint, files, policy
+from apb_jax.learners import networks, normalizer
+
+ACTOR, CRITIC = 'backbone', 'critic_backbone'   # the two checkpoints under checkpoints/
+
+
+def origin(rng, obs_size: int, action_size: int, config: policy.PolicyConfig):
+  """The policy's adapter origin: one fresh adapter pytree (unbatched)."""
+  return policy.init_adapters(rng, obs_size, action_size, config)
+
+
+def critic_origin(rng, obs_size: int, action_size: int, widths):
+  """The APB critic's adapter origin: one fresh twin adapter pytree (leaves [2, ...])."""
+  return networks.init_critic_adapters(rng, obs_size, action_size, widths)
+
+
+def task_mean(tree):
+  """The mean over the leading task axis: leaves `[K, ...]` -> `[...]`."""
+  return jax.tree.map(lambda x: jnp.mean(x, axis=0), tree)
+
+
+def actor_inheritance(backbone, adapters, obs_stats, adapter_origin=None) -> dict:
+  """What checkpoints/backbone/ holds, from meta-training's end: `adapters` leaves [K, ...]
+  (the train tasks'), `obs_stats` a Normalizer with leaves [K, ...]."""
+  stats = normalizer.merge(obs_stats)
+  out = {'backbone': backbone, 'adapter_mean': task_mean(adapters),
+         'obs_stats': {'mean': stats.mean, 'm2': stats.m2, 'count': stats.count}}
+  return out if adapter_origin is None else dict(out, adapter_origin=adapter_origin)
+
+
+def critic_inheritance(critic, adapter_origin=None) -> dict:
+  """What checkpoints/critic_backbone/ holds: `critic` the meta-trained twin critics of the K
+  train tasks ({'backbone', 'adapters'}, leaves [K, 2, ...]; the backbone's K copies are tied)."""
+  out = {'backbone': jax.tree.map(lambda x: x[0], critic['backbone']),
+         'adapter_mean': task_mean(critic['adapters'])}
+  return out if adapter_origin is None else dict(out, adapter_origin=adapter_origin)
+
+
+def save(run_dir: str, name: str, inheritance: dict) -> None:
+  checkpoint.save_params(os.path.join(run_dir, 'checkpoints', name), inheritance)
+
+
+def load(run_dir: str, name: str, needs=(), fix: str = '') -> dict:
+  """checkpoints/<name>/ of `run_dir` (ACTOR or CRITIC), checked to hold the keys `needs`;
+  RunFileError naming `fix` if it does not (e.g. a backbone saved before issue 29)."""
+  path = os.path.join(run_dir, 'checkpoints', name)
+  out = checkpoint.restore_params(path, fix=fix or 'meta-train again')
+  missing = [k for k in needs if k not in out]
+  if missing:
+    raise files.RunFileError(
+        f'{path} holds no {", ".join(missing)} (saved before meta-training shared one adapter '
+        f'origin); {fix or "meta-train again"}.')
+  return out
