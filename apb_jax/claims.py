@@ -282,8 +282,9 @@ def markdown(claims: list[dict]) -> list[str]:
     auc = f"{_cell(c['auc_diff'])}: {c['auc_verdict']}" if 'auc_diff' in c else ''
     lines.append(f"| {c['claim']} | {c['statement']} | {c['split']} | {versus} | "
                  f"{_hypothesis(c)} | {_cell(c['final_return_diff'])} | {auc} | "
-                 f"{_cell(c['prob_improvement'])} | {c['test']}, {c['seeds']} seed(s) per "
-                 f"task, p = {c['p_value']:.3g} | {_verdict(c)} |")
+                 f"{_cell(c['prob_improvement'])} | {c['test']}, {c['seeds']} "
+                 f"seed{'s' if c['seeds'] != 1 else ''} per task, p = {c['p_value']:.3g} | "
+                 f'{_verdict(c)} |')
     score = c.get('normalized_score')
     if score and score.get('mean') is not None:
       lines.append(f"| | normalised score of apb_randominit, per task | | | | {_cell(score)} "
@@ -326,7 +327,7 @@ def calibrate(tasks=(4, 8, 16), seeds=(1, 2, 3, 4, 5), *, n_sim: int = 2000,
     false_superiority      P(supported or contradicted | A equals B), superiority
     false_non_inferiority  P(supported or contradicted | mean(A - B) = -true margin)
     power_superiority      P(supported | A beats B by `effect`)
-    power_non_inferiority  P(supported | A equals B; margin x gap ~ margin / 0.1 task-sds)
+    power_non_inferiority  P(supported | A equals B); margins of margin x gap task-sds
   and mc_se, the Monte Carlo standard error of a rate of `alpha`."""
   rng = np.random.default_rng(rng_seed)
   rows = []
@@ -339,14 +340,14 @@ def calibrate(tasks=(4, 8, 16), seeds=(1, 2, 3, 4, 5), *, n_sim: int = 2000,
         return decide_fn(task_means(a, s) - task_means(b, s)
                          + margins(b, random_task, s, fraction), alpha)[0]
 
-      def wrong(v):
-        return float(np.isin(v, ('supported', 'contradicted')).mean())
+      def rate(v, of=('supported', 'contradicted')):
+        return float(np.isin(v, of).mean())
 
       rows.append({'tasks': n, 'seeds': s,
-                   'false_superiority': wrong(verdicts('equal', 0.0)),
-                   'false_non_inferiority': wrong(verdicts('boundary', margin)),
-                   'power_superiority': float((verdicts(effect, 0.0) == 'supported').mean()),
-                   'power_non_inferiority': float((verdicts('equal', margin) == 'supported').mean()),
+                   'false_superiority': rate(verdicts('equal', 0.0)),
+                   'false_non_inferiority': rate(verdicts('boundary', margin)),
+                   'power_superiority': rate(verdicts(effect, 0.0), 'supported'),
+                   'power_non_inferiority': rate(verdicts('equal', margin), 'supported'),
                    'mc_se': float(np.sqrt(alpha * (1 - alpha) / n_sim))})
   return rows
 

@@ -213,8 +213,8 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
   claims = report.get('claims', [])
   lines += claims_lib.markdown(claims)
   lines += ['## How to read this', '',
-            f'Final return is {claims_lib.final_rule_of(claims)}; compare it with the return before training (the '
-            'initial policy, whose '
+            f'Final return is {claims_lib.final_rule_of(claims)}; compare it with the return '
+            'before training (the initial policy, whose '
             'near-zero actions often beat the random policy by their control cost alone). '
             'AUC is the mean evaluation return over training (area under the learning '
             'curve divided by its length in env steps), a measure of sample efficiency. '
