@@ -1,60 +1,123 @@
 """The paper's claims as measured verdicts, computed from the curves of a run (never written).
 
-    claims = compute(curves, seeds=2, random_return={'test_id': -300.0}, budgets={...})
+    claims = compute(curves, seeds=2, random_return={'test_id': -300.0}, budgets={...},
+                     margin=0.1, final_evals=3)
+    python -m apb_jax.claims --calibrate     # false-verdict rate and power per tasks x seeds
 
 `curves[method][split] = (steps [n_evals], returns [runs, n_evals])`, runs = tasks x seeds
-task-major, the same tasks, seeds and adapter initialisations for every method of a split
-(common random numbers), so methods are compared run by run:
+task-major (run r: task r // seeds, seed r % seeds), the same tasks, seeds and adapter
+initialisations for every method of a split (common random numbers), so methods pair run
+by run. `random_return[split]`: a float, or one value per task. Each claim declares its
+hypothesis:
 
-  1  `apb` vs `scratch` on test_id: adapting only the adapters reaches standard RL's
-     return (difference of final return, and of AUC, i.e. sample efficiency);
-  2  `apb_randominit` vs the reference, the oracle where it ran, else `scratch`, on
-     test_id: a random frozen backbone is competent (difference of final return; the
-     normalised score (R - R_random) / (R_reference_task - R_random) beside it);
-  3  `apb` vs each meta-RL baseline that ran, on test_ood: APB keeps adapting where
-     meta-RL falls off (difference of final return).
+  1  `apb` vs `scratch` on test_id, non-inferiority: adapting only the adapters *reaches*
+     standard RL's final return (and its AUC, "equal or better sample efficiency");
+  2  `apb_randominit` vs the reference (the oracle where it ran, else `scratch`) on test_id,
+     non-inferiority: a random frozen backbone *is competent*; beside it the normalised
+     score (R - R_random) / (R_reference - R_random) per task;
+  3  `apb` vs each meta-RL baseline that ran, on test_ood, superiority: APB *beats* it.
 
-Statistics. A difference is the mean over runs of the paired difference, with a 95%
-percentile bootstrap interval over runs. The probability of improvement P(A > B)
-(Agarwal et al. 2021) is, per task, the fraction of (seed of A, seed of B) pairs where A
-scores higher (ties count 1/2), averaged over tasks; its interval resamples tasks. (rliable
-resamples seeds within each task, which leaves no spread at one seed per task, as in our
-ant_goal default; it would also add pandas, statsmodels, arch and seaborn.) Verdict, from the
-interval of the difference: above zero `supported`, below zero `contradicted`, else
-`inconclusive`; `not measured` when a method the claim needs did not run.
+Statistics, at level ALPHA = 0.05:
+- Final return: stats.final_return, each run's mean over its last `final_evals` evaluations
+  (config claims.final_evals), stated with every claim.
+- Tasks are the unit. A task's difference d_t is the mean over its seeds of A - B, run by
+  run; runs within a task are reported (report.py) but never treated as independent.
+- Margin m_t, declared before the run: 0 for superiority; for non-inferiority the fraction
+  `margin` (config claims.margin) of the reference's own gain over the random policy on that
+  task, margin x |R_B,t - R_random,t| (R_B,t: B's mean final return over the task's seeds),
+  the same m_t for the AUC (in return units too).
+- The test of mean(e) = 0, e_t = d_t + m_t (stats.task_test): the sign-flip permutation test
+  over tasks, exact up to 20 tasks (all 2^n sign vectors; valid whenever e_t is symmetric
+  about 0 at the boundary, as the differences of two exchangeable methods are), the t-test
+  above 20. The 95% interval of mean(A - B) is the test's interval of mean(e) less mean(m).
+- Verdict: the two-sided p <= 0.05 decides, and its side says which:
+    supported     superiority: the interval lies above 0 (A beats B); non-inferiority: above
+                  -margin (A is worse than B by less than the margin, if at all);
+    contradicted  superiority: below 0 (B beats A; a narrow interval around 0 stays
+                  inconclusive, as no margin was declared to call the two equal);
+                  non-inferiority: below -margin (A is worse by more than the margin);
+    inconclusive  neither;
+    insufficient  the design cannot reach 0.05: sign flips over n tasks give at best
+                  p = 2 / 2^n (4 tasks: 0.125), so under min_tasks = 6 tasks nothing is
+                  decided; the entry gives `min_tasks` and `tasks_needed`, the tasks for 80%
+                  power were the observed effect true (stats.tasks_for_power, a planning
+                  figure; also given when inconclusive);
+    not measured  a method (or random return) the claim needs is missing.
+  Each side spends 2.5%, so with the truth on the boundary (mean(A - B) = -margin, or 0) a
+  wrong verdict comes at most 5% of the time; `calibrate` checks this on simulated runs.
+  Each verdict holds at its own level: no correction across claims, final return and AUC.
+- P(A > B), the probability of improvement (Agarwal et al. 2021): per task the fraction of
+  (seed of A, seed of B) pairs where A scores higher (ties 1/2), then its mean over tasks
+  with the same test and interval over tasks (p of P = 0.5). rliable resamples seeds within
+  each task, which leaves no spread at one seed per task, and brings pandas, statsmodels,
+  arch and seaborn along.
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import argparse
+from typing import Callable, Mapping
 
 import numpy as np
 
-from apb_jax.stats import auc
+from apb_jax import stats
 
-N_BOOT = 2000
+ALPHA = 0.05
+MARGIN = 0.1       # config claims.margin: non-inferiority margin, fraction of the gain over random
+FINAL_EVALS = 3    # config claims.final_evals: evaluations averaged into the final return
 BASELINES = ('rl2', 'pearl', 'maml')
+SUPERIORITY, NON_INFERIORITY = 'superiority', 'non-inferiority'
+UNDECIDED = ('inconclusive', 'insufficient')
 
 
-def verdict(ci_low: float, ci_high: float) -> str:
-  if ci_low > 0:
-    return 'supported'
-  if ci_high < 0:
-    return 'contradicted'
-  return 'inconclusive'
+def task_means(values, seeds: int) -> np.ndarray:
+  """[..., tasks] the mean over each task's seeds of `values` [..., runs] (task-major)."""
+  values = np.asarray(values, dtype=np.float64)
+  return values.reshape(values.shape[:-1] + (-1, seeds)).mean(axis=-1)
 
 
-def _interval(boot: np.ndarray) -> tuple[float, float]:
-  low, high = np.percentile(boot, [2.5, 97.5])
-  return float(low), float(high)
+def margins(reference, random_task, seeds: int, fraction: float) -> np.ndarray:
+  """[..., tasks] fraction x |R_reference,t - R_random,t| from the reference's final returns
+  [..., runs] and the random returns [..., tasks] (or a float)."""
+  return fraction * np.abs(task_means(reference, seeds) - random_task)
 
 
-def paired_difference(a, b, *, rng_seed: int = 0) -> dict:
-  """Mean of a - b over runs (a, b: [runs], paired) with a 95% bootstrap interval."""
-  diff = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-  idx = np.random.default_rng(rng_seed).integers(0, diff.shape[0], (N_BOOT, diff.shape[0]))
-  low, high = _interval(diff[idx].mean(axis=1))
-  return {'mean': float(diff.mean()), 'ci_low': low, 'ci_high': high}
+def decide(e, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+  """e [..., tasks] (d_t + m_t) -> (verdict [...], two-sided p [...]) of mean(e) = 0."""
+  e = np.asarray(e, dtype=np.float64)
+  p_greater, p_less = stats.task_pvalues(e)
+  verdict = np.where(p_greater <= alpha / 2, 'supported',
+                     np.where(p_less <= alpha / 2, 'contradicted', 'inconclusive'))
+  if e.shape[-1] < stats.min_tasks(alpha):
+    verdict = np.full(verdict.shape, 'insufficient')
+  return verdict, np.minimum(1.0, 2 * np.minimum(p_greater, p_less))
+
+
+def _less(value, shift):
+  return None if value is None else value - shift
+
+
+def difference(a, b, seeds: int, margin_task=None, alpha: float = ALPHA) -> dict:
+  """mean(A - B) over tasks (a, b: [runs] paired, task-major), its 1 - alpha interval, the
+  test of mean(A - B) = -margin (margin_task [tasks]; None: 0, superiority) and its verdict."""
+  d = task_means(a, seeds) - task_means(b, seeds)
+  m = np.zeros_like(d) if margin_task is None else np.asarray(margin_task, np.float64)
+  test = stats.task_test(d + m, alpha)
+  out = {'mean': float(d.mean()), 'ci_low': _less(test['ci_low'], m.mean()),
+         'ci_high': _less(test['ci_high'], m.mean()), 'p_value': test['p_value'],
+         'test': test['test'], 'verdict': str(decide(d + m, alpha)[0]),
+         'n_tasks': int(d.shape[0]), 'seeds': int(seeds), 'per_task': d.tolist()}
+  if out['verdict'] == 'insufficient':
+    out['min_tasks'] = stats.min_tasks(alpha)
+  if out['verdict'] in UNDECIDED and d.shape[0] >= 3 and np.std(d + m) > 0:
+    out['tasks_needed'] = stats.tasks_for_power(float(np.mean(d + m) / np.std(d + m, ddof=1)),
+                                                alpha)
+  return out
+
+
+def paired_difference(a, b, *, seeds: int = 1, alpha: float = ALPHA) -> dict:
+  """difference(a, b, seeds): mean of a - b over tasks with its interval, p and verdict."""
+  return difference(a, b, seeds, alpha=alpha)
 
 
 def _poi_per_task(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -64,104 +127,266 @@ def _poi_per_task(a: np.ndarray, b: np.ndarray) -> np.ndarray:
   return (wins + 0.5 * ties).mean(axis=(1, 2))
 
 
-def probability_of_improvement(a, b, seeds: int, *, rng_seed: int = 0) -> dict:
-  """P(a > b) (a, b: [runs] task-major) with a 95% bootstrap interval over tasks."""
-  a = np.asarray(a, np.float64).reshape(-1, seeds)
-  b = np.asarray(b, np.float64).reshape(-1, seeds)
-  per_task = _poi_per_task(a, b)
-  idx = np.random.default_rng(rng_seed).integers(0, per_task.shape[0],
-                                                 (N_BOOT, per_task.shape[0]))
-  low, high = _interval(per_task[idx].mean(axis=1))
-  return {'value': float(per_task.mean()), 'ci_low': low, 'ci_high': high}
+def probability_of_improvement(a, b, seeds: int, *, alpha: float = ALPHA) -> dict:
+  """P(a > b) (a, b: [runs] task-major), its interval over tasks and the p of P = 0.5."""
+  per_task = _poi_per_task(np.asarray(a, np.float64).reshape(-1, seeds),
+                           np.asarray(b, np.float64).reshape(-1, seeds))
+  test = stats.task_test(per_task - 0.5, alpha)
+  return {'value': float(per_task.mean()), 'ci_low': _less(test['ci_low'], -0.5),
+          'ci_high': _less(test['ci_high'], -0.5), 'p_value': test['p_value'],
+          'per_task': per_task.tolist()}
 
 
-def _compare(curves, a: str, b: str, split: str, seeds: int, with_auc: bool) -> dict:
+def _margin(fraction: float, m: np.ndarray, reference: str) -> dict:
+  if fraction == 0:
+    return {'fraction': 0.0, 'value': 0.0, 'rule': 'none (superiority: A - B > 0)'}
+  return {'fraction': float(fraction), 'value': float(m.mean()), 'per_task': m.tolist(),
+          'rule': f'{fraction:g} x |R_{reference} - R_random| per task (claims.margin), '
+                  f"{reference}'s mean final return over its seeds"}
+
+
+def _compare(curves, a: str, b: str, split: str, seeds: int, hypothesis: str, with_auc: bool,
+             random, margin: float, final_evals: int, alpha: float) -> dict:
   (steps_a, ra), (steps_b, rb) = curves[a][split], curves[b][split]
-  final = paired_difference(ra[:, -1], rb[:, -1])
-  out = {'split': split, 'methods': [a, b], 'final_return_diff': final,
-         'prob_improvement': probability_of_improvement(ra[:, -1], rb[:, -1], seeds),
-         'verdict': verdict(final['ci_low'], final['ci_high'])}
+  fa, fb = stats.final_return(ra, final_evals), stats.final_return(rb, final_evals)
+  n_tasks = fa.shape[0] // seeds
+  fraction = margin if hypothesis == NON_INFERIORITY else 0.0
+  random_task = stats.per_task(0.0 if random is None else random, n_tasks,
+                               f'random_return[{split!r}]')
+  m = margins(fb, random_task, seeds, fraction)
+  final = difference(fa, fb, seeds, m, alpha)
+  out = {'margin': _margin(fraction, m, b), 'level': alpha, 'n_tasks': n_tasks, 'seeds': seeds,
+         'test': final['test'], 'p_value': final['p_value'], 'final_return_diff': final,
+         'prob_improvement': probability_of_improvement(fa, fb, seeds, alpha=alpha),
+         'verdict': final['verdict']}
+  out.update({k: final[k] for k in ('min_tasks', 'tasks_needed') if k in final})
   if with_auc:
-    auc_diff = paired_difference(auc(steps_a, ra), auc(steps_b, rb))
-    out.update(auc_diff=auc_diff, auc_verdict=verdict(auc_diff['ci_low'], auc_diff['ci_high']))
+    auc_diff = difference(stats.auc(steps_a, ra), stats.auc(steps_b, rb), seeds, m, alpha)
+    out.update(auc_diff=auc_diff, auc_verdict=auc_diff['verdict'])
   return out
+
+
+def _normalized(curves, reference: str, seeds: int, random, final_evals: int,
+                alpha: float) -> dict:
+  """apb_randominit's normalised score against `reference`, per task, with its interval."""
+  final = task_means(stats.final_return(curves['apb_randominit']['test_id'][1], final_evals),
+                     seeds)
+  ref = task_means(stats.final_return(curves[reference]['test_id'][1], final_evals), seeds)
+  random_task = stats.per_task(random, final.shape[0], "random_return['test_id']")
+  try:
+    score = stats.normalized_score(final, ref, random_task, 1)
+  except ValueError as e:
+    return {'mean': None, 'reason': str(e)}
+  test = stats.task_test(score, alpha)
+  return {'mean': test['mean'], 'ci_low': test['ci_low'], 'ci_high': test['ci_high'],
+          'per_task': score.tolist(),
+          'rule': f'(R - R_random) / (R_{reference} - R_random) per task, with that task\'s '
+                  'random return'}
 
 
 def _missing(curves, methods, split) -> list[str]:
   return [m for m in methods if split not in curves.get(m, {})]
 
 
-def compute(curves: Mapping, *, seeds: int, random_return: Mapping,
-            budgets: Mapping) -> list[dict]:
-  """The claims (module docstring), each a dict with its numbers, verdict and budgets."""
+def compute(curves: Mapping, *, seeds: int, random_return: Mapping, budgets: Mapping,
+            margin: float = MARGIN, final_evals: int = 1, alpha: float = ALPHA) -> list[dict]:
+  """The claims (module docstring), each a dict with its hypothesis, margin, test, numbers,
+  verdict and budgets. `final_evals` = 1: the last evaluation (the config's default is 3)."""
   out = []
 
-  def claim(number, statement, methods, split, **kwargs):
+  def claim(number, statement, methods, split, hypothesis, with_auc):
     missing = _missing(curves, methods, split)
-    entry = {'claim': number, 'statement': statement, 'budgets': dict(budgets)}
+    entry = {'claim': number, 'statement': statement, 'split': split, 'methods': list(methods),
+             'hypothesis': hypothesis, 'final_return_rule': stats.final_rule(final_evals),
+             'budgets': dict(budgets)}
     if missing:
-      entry.update(split=split, methods=list(methods), verdict='not measured',
-                   reason=f'{", ".join(missing)} did not run on {split}')
+      entry.update(verdict='not measured', reason=f'{", ".join(missing)} did not run on {split}')
+    elif hypothesis == NON_INFERIORITY and split not in random_return:
+      entry.update(verdict='not measured', reason=f'no random return on {split} for the margin')
     else:
-      entry.update(_compare(curves, *methods, split, seeds, **kwargs))
+      entry.update(_compare(curves, *methods, split, seeds, hypothesis, with_auc,
+                            random_return.get(split), margin, final_evals, alpha))
     out.append(entry)
     return entry
 
   claim(1, 'adapting only the adapters reaches standard RL on new tasks',
-        ('apb', 'scratch'), 'test_id', with_auc=True)
+        ('apb', 'scratch'), 'test_id', NON_INFERIORITY, with_auc=True)
   reference = 'oracle' if 'test_id' in curves.get('oracle', {}) else 'scratch'
   entry = claim(2, f'a random frozen backbone is competent (reference: {reference})',
-                ('apb_randominit', reference), 'test_id', with_auc=False)
-  if entry['verdict'] != 'not measured' and 'test_id' in random_return:
-    entry['normalized_score'] = _normalized(curves, reference, seeds,
-                                            float(random_return['test_id']))
+                ('apb_randominit', reference), 'test_id', NON_INFERIORITY, with_auc=False)
+  if entry['verdict'] != 'not measured':
+    entry['normalized_score'] = _normalized(curves, reference, seeds, random_return['test_id'],
+                                            final_evals, alpha)
   for baseline in BASELINES:
     if baseline in curves:
       claim(3, f'on out-of-distribution tasks APB beats {baseline}',
-            ('apb', baseline), 'test_ood', with_auc=False)
+            ('apb', baseline), 'test_ood', SUPERIORITY, with_auc=False)
   return out
 
 
-def _normalized(curves, reference: str, seeds: int, random_return: float) -> dict:
-  final = curves['apb_randominit']['test_id'][1][:, -1]
-  ref_task = curves[reference]['test_id'][1][:, -1].reshape(-1, seeds).mean(axis=1)
-  gap = np.repeat(ref_task, seeds) - random_return
-  score = (final - random_return) / np.where(gap == 0, np.nan, gap)
-  if not np.all(np.isfinite(score)):
-    return {'mean': None, 'reason': 'the reference equals the random return on some task'}
-  idx = np.random.default_rng(0).integers(0, score.shape[0], (N_BOOT, score.shape[0]))
-  low, high = _interval(score[idx].mean(axis=1))
-  return {'mean': float(score.mean()), 'ci_low': low, 'ci_high': high}
+# The report's section --------------------------------------------------------------------
 
 
-def _cell(stats) -> str:
-  value = stats.get('mean', stats.get('value'))
-  return f"{value:.2f} [{stats['ci_low']:.2f}, {stats['ci_high']:.2f}]"
+def final_rule_of(claims: list[dict]) -> str:
+  """The final return's rule the claims were computed with (reports from before it: 1)."""
+  return claims[0].get('final_return_rule', stats.final_rule(1)) if claims else (
+      stats.final_rule(1))
+
+
+def _cell(stats_: Mapping) -> str:
+  value = stats_.get('mean', stats_.get('value'))
+  if stats_['ci_low'] is None:
+    return f'{value:.2f} [no interval]'
+  return f"{value:.2f} [{stats_['ci_low']:.2f}, {stats_['ci_high']:.2f}]"
+
+
+def _hypothesis(c: Mapping) -> str:
+  if c['hypothesis'] == SUPERIORITY:
+    return 'superiority (A - B > 0)'
+  m = c['margin']
+  return (f"non-inferiority (A - B > -{m['value']:.2f}: {m['fraction']:g} x "
+          f"{c['methods'][1]}'s gain over random)")
+
+
+def _verdict(c: Mapping) -> str:
+  notes = []
+  if c['verdict'] == 'insufficient':
+    notes.append(f"{c['n_tasks']} tasks; {c['min_tasks']} could decide it")
+  if c['verdict'] in UNDECIDED and c.get('tasks_needed'):
+    notes.append(f"~{c['tasks_needed']} tasks for 80% power at the observed effect")
+  return f"**{c['verdict']}**" + (f" ({'; '.join(notes)})" if notes else '')
 
 
 def markdown(claims: list[dict]) -> list[str]:
   """The report's "Claims" section, one table row per claim."""
+  rule = final_rule_of(claims)
   lines = ['## Claims', '',
-           'Differences are paired over runs (same tasks, seeds and initialisations), with '
-           '95% bootstrap intervals; the verdict reads the interval of the final-return '
-           'difference (above 0: supported, below: contradicted, else inconclusive).', '',
-           '| # | claim | split | A vs B | final return A - B | AUC A - B | P(A > B) | '
-           'verdict |', '|---|---|---|---|---|---|---|---|']
+           'Tasks are the unit: each task\'s paired differences (same tasks, seeds and '
+           'initialisations) are averaged over its seeds, and the test is the sign-flip '
+           'permutation test over tasks (exact up to 20 tasks, else the t-test) at level '
+           '0.05, two-sided. Non-inferiority ("reaches", "is competent") is supported when '
+           'the 95% interval of A - B lies above -margin (the margin: a declared fraction '
+           'of the reference\'s gain over the random policy, per task) and contradicted when '
+           'it lies below; superiority ("beats") is supported above 0 and contradicted below '
+           '0. Insufficient: too few tasks for any outcome to reach 0.05 (at least 6 are '
+           f'needed). Final return: {rule}.', '',
+           '| # | claim | split | A vs B | hypothesis | final return A - B [95% CI] | '
+           'AUC A - B [95% CI] | P(A > B) [95% CI] | test | verdict |',
+           '|---|---|---|---|---|---|---|---|---|---|']
   for c in claims:
     versus = ' vs '.join(c['methods'])
     if c['verdict'] == 'not measured':
-      lines.append(f"| {c['claim']} | {c['statement']} | {c['split']} | {versus} | | | | "
-                   f"not measured ({c['reason']}) |")
+      lines.append(f"| {c['claim']} | {c['statement']} | {c['split']} | {versus} | "
+                   f"{c['hypothesis']} | | | | | not measured ({c['reason']}) |")
       continue
-    auc = _cell(c['auc_diff']) if 'auc_diff' in c else ''
+    auc = f"{_cell(c['auc_diff'])}: {c['auc_verdict']}" if 'auc_diff' in c else ''
     lines.append(f"| {c['claim']} | {c['statement']} | {c['split']} | {versus} | "
-                 f"{_cell(c['final_return_diff'])} | {auc} | {_cell(c['prob_improvement'])} | "
-                 f"**{c['verdict']}** |")
+                 f"{_hypothesis(c)} | {_cell(c['final_return_diff'])} | {auc} | "
+                 f"{_cell(c['prob_improvement'])} | {c['test']}, {c['seeds']} "
+                 f"seed{'s' if c['seeds'] != 1 else ''} per task, p = {c['p_value']:.3g} | "
+                 f'{_verdict(c)} |')
     score = c.get('normalized_score')
     if score and score.get('mean') is not None:
-      lines.append(f"| | normalised score of apb_randominit | | | {_cell(score)} | | | |")
+      lines.append(f"| | normalised score of apb_randominit, per task | | | | {_cell(score)} "
+                   '| | | | |')
   budgets = claims[0]['budgets'] if claims else {}
   lines += ['', 'Budgets (env steps per task): ' + ', '.join(
       f'{k.replace("_", " ")} {v:,}' if isinstance(v, int) else f'{k} {v}'
       for k, v in budgets.items()), '']
   return lines
+
+
+# Calibration ------------------------------------------------------------------------------
+
+
+def simulate(rng, n_sim: int, tasks: int, seeds: int, truth, *, seed_sd: float, gap: float,
+             margin: float = MARGIN) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """n_sim runs of a known truth: final returns of A and B [n_sim, tasks * seeds] (task-major)
+  and the random returns [n_sim, tasks]. Unit: the between-task sd of A - B's true effect.
+  Task t: level mu_t ~ N(0, 3^2), the reference's gain over random g_t ~ gap x U(0.5, 1.5),
+  effect delta_t = truth_t + N(0, 1); run (t, s): B = mu_t + seed_sd z, A = mu_t + delta_t +
+  seed_sd z'. truth: 'equal' (0), 'boundary' (-margin g_t: A worse by exactly the true
+  non-inferiority margin) or a float (an effect)."""
+  shape = (n_sim, tasks)
+  level = rng.normal(0.0, 3.0, shape)
+  gain = gap * rng.uniform(0.5, 1.5, shape)
+  mean = {'equal': 0.0, 'boundary': -margin * gain}[truth] if isinstance(truth, str) else truth
+  delta = mean + rng.normal(size=shape)
+  runs = (n_sim, tasks * seeds)
+  b = np.repeat(level, seeds, axis=1) + seed_sd * rng.normal(size=runs)
+  a = np.repeat(level + delta, seeds, axis=1) + seed_sd * rng.normal(size=runs)
+  return a, b, level - gain
+
+
+def calibrate(tasks=(4, 8, 16), seeds=(1, 2, 3, 4, 5), *, n_sim: int = 2000,
+              effect: float = 1.0, seed_sd: float = 1.0, gap: float = 10.0,
+              margin: float = MARGIN, alpha: float = ALPHA,
+              decide_fn: Callable = decide, rng_seed: int = 0) -> list[dict]:
+  """Per design (tasks x seeds), on `n_sim` simulated runs each (`simulate`), the claims'
+  verdicts read as the report reads them (task means, margins, `decide_fn`):
+    false_superiority      P(supported or contradicted | A equals B), superiority
+    false_non_inferiority  P(supported or contradicted | mean(A - B) = -true margin)
+    power_superiority      P(supported | A beats B by `effect`)
+    power_non_inferiority  P(supported | A equals B); margins of margin x gap task-sds
+  and mc_se, the Monte Carlo standard error of a rate of `alpha`."""
+  rng = np.random.default_rng(rng_seed)
+  rows = []
+  for n in tasks:
+    for s in seeds:
+
+      def verdicts(truth, fraction):
+        a, b, random_task = simulate(rng, n_sim, n, s, truth, seed_sd=seed_sd, gap=gap,
+                                     margin=margin)
+        return decide_fn(task_means(a, s) - task_means(b, s)
+                         + margins(b, random_task, s, fraction), alpha)[0]
+
+      def rate(v, of=('supported', 'contradicted')):
+        return float(np.isin(v, of).mean())
+
+      rows.append({'tasks': n, 'seeds': s,
+                   'false_superiority': rate(verdicts('equal', 0.0)),
+                   'false_non_inferiority': rate(verdicts('boundary', margin)),
+                   'power_superiority': rate(verdicts(effect, 0.0), 'supported'),
+                   'power_non_inferiority': rate(verdicts('equal', margin), 'supported'),
+                   'mc_se': float(np.sqrt(alpha * (1 - alpha) / n_sim))})
+  return rows
+
+
+def calibration_markdown(rows: list[dict], effect: float, seed_sd: float, gap: float,
+                         margin: float = MARGIN) -> str:
+  """The calibration as a markdown table."""
+  lines = [f'Wrong verdicts when the truth is on the boundary (target <= {ALPHA}, Monte Carlo '
+           f"s.e. {rows[0]['mc_se']:.4f}) and power, by design; effect {effect:g} task-sd, "
+           f'seed noise sd {seed_sd:g}, non-inferiority margin {margin:g} x a gain over random '
+           f'of ~{gap:g} (margin ~{margin * gap:g} task-sd).', '',
+           '| tasks | seeds | false, superiority | false, non-inferiority | '
+           'power, superiority | power, non-inferiority (A = B) |', '|---|---|---|---|---|---|']
+  for r in rows:
+    lines.append(f"| {r['tasks']} | {r['seeds']} | {r['false_superiority']:.3f} | "
+                 f"{r['false_non_inferiority']:.3f} | {r['power_superiority']:.3f} | "
+                 f"{r['power_non_inferiority']:.3f} |")
+  return '\n'.join(lines) + '\n'
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(prog='python -m apb_jax.claims', description=(
+      'Print the calibration of the claims\' verdicts: the rate of a wrong verdict and the '
+      'power per design, on simulated runs (claims.calibrate).'))
+  parser.add_argument('--calibrate', action='store_true', help='run the calibration')
+  parser.add_argument('--tasks', default='4,8,16', help='comma-separated task counts')
+  parser.add_argument('--seeds', default='1,2,3,4,5', help='comma-separated seeds per task')
+  parser.add_argument('--effect', type=float, default=1.0, help='in task-sds of the effect')
+  parser.add_argument('--seed-sd', type=float, default=1.0, help='seed noise, in task-sds')
+  parser.add_argument('--gap', type=float, default=10.0, help='gain over random, in task-sds')
+  parser.add_argument('--n-sim', type=int, default=2000)
+  args = parser.parse_args(argv)
+  if not args.calibrate:
+    parser.error('nothing to do: pass --calibrate')
+  rows = calibrate([int(n) for n in args.tasks.split(',')],
+                   [int(s) for s in args.seeds.split(',')], n_sim=args.n_sim,
+                   effect=args.effect, seed_sd=args.seed_sd, gap=args.gap)
+  print(calibration_markdown(rows, args.effect, args.seed_sd, args.gap), end='')
+
+
+if __name__ == '__main__':
+  main()

@@ -12,7 +12,7 @@ batch) are checked by the learner configs, in the same `validate` pass.
 
 from __future__ import annotations
 
-from apb_jax import adapt, baselines, meta_train, policy, schema
+from apb_jax import adapt, baselines, claims, meta_train, policy, schema
 from apb_jax.learners.config import ALGOS, EXPLORATIONS
 from apb_jax.schema import Choice, Flag, Int, Names, Real, Text, Widths
 
@@ -99,6 +99,13 @@ FIELDS = {
                  'lr': Real(1e-3, **_LR), 'outer_steps': Int(5, low=1),
                  'clip_eps': Real(0.3, above=0.0), 'inner_kl_coef': Real(5e-4, low=0.0),
                  'gamma': Real(0.99, **_UNIT), 'normalize_obs': Flag(True)}},
+    # The claims' verdicts (apb_jax/claims.py), fixed before the run and stated with them.
+    # margin: a non-inferiority claim ("reaches", "is competent") is supported when A - B
+    # lies above -margin x |R_reference - R_random| per task (the reference's gain over the
+    # random policy); 0 makes it superiority. final_evals: the final return is each run's
+    # mean over its last final_evals evaluations (never the one before training).
+    'claims': {'margin': Real(claims.MARGIN, **_UNIT),
+               'final_evals': Int(claims.FINAL_EVALS, low=1)},
 }
 
 

@@ -380,8 +380,8 @@ class Experiment:
     if not os.path.exists(path):
       env = self.family.env
       fn = jax.jit(lambda r, t: evaluation.random_return(env, r, t, RANDOM_EPISODES))
-      files.write_json(path, {
-          split: float(np.mean(fn(_key(self.config, f'random/{split}'), self.tasks[split])))
+      files.write_json(path, {   # one value per task: the normalised score is per task
+          split: [float(r) for r in fn(_key(self.config, f'random/{split}'), self.tasks[split])]
           for split in self.splits})
     return self.result('random_return')
 
@@ -467,7 +467,8 @@ class Experiment:
         {m: {s: {'steps': np.asarray(r['steps']), 'returns': np.asarray(r['curves'])}
              for s, r in per.items()} for m, per in results.items()},
         task=c.task, profile=c.profile, learner=c.learner, exploration=c.exploration,
-        critic=c.adapt.critic, inherits={m: self.inherits(m) for m in self.methods
+        critic=c.adapt.critic, margin=c.claims.margin, final_evals=c.claims.final_evals,
+        inherits={m: self.inherits(m) for m in self.methods
                                          if m in adapt.METHODS},
         meta_final=self.meta_final() if needs_meta else None,
         seeds=c.adapt.seeds, random_return=random_return, budgets=self.budgets(),

@@ -9,10 +9,13 @@ accepted); splits usually 'test_id' and 'test_ood'. The oracle may have more eva
 
 Statistics per (method, split), every interval a 95% percentile bootstrap over runs:
     start             [runs]  return at step 0, before any adaptation (zero-shot)
-    final_return      [runs]  return at the last evaluation
+    final_return      [runs]  mean of each run's last `final_evals` evaluations (1: the last;
+                              the rule is stated with each claim)
     auc               [runs]  area under the curve / (steps[-1] - steps[0]), i.e. the mean eval
                               return over training, in return units (a sample-efficiency measure)
-    normalized_score  [runs]  (R - R_random) / (R_oracle_task - R_random), only when 'oracle' ran
+    normalized_score  [runs]  (R - R_random_task) / (R_oracle_task - R_random_task) of the final
+                              return, only when 'oracle' ran; `random_return[split]` is a
+                              float or one value per task
     steps_to_threshold        env steps at which each run's curve first reaches scratch's mean
                               final return on the split (only when 'scratch' ran): per run
                               (None: never), the fraction that reached it, the median over
@@ -38,6 +41,7 @@ from matplotlib.figure import Figure
 
 from apb_jax import claims as claims_lib
 from apb_jax.files import atomic_write, write_json
+from apb_jax import stats
 from apb_jax.stats import auc, curve_summary, steps_to_threshold, summarize, threshold_summary
 
 __all__ = ['build_report', 'write_all', 'summarize', 'auc', 'curve_summary',
@@ -76,10 +80,12 @@ def _checked_curve(results: Mapping, method: str, split: str) -> tuple[np.ndarra
 def build_report(results: Mapping, *, task: str, profile: str, learner: str, exploration: str,
                  seeds: int, random_return: Mapping, timing: Mapping,
                  budgets: Mapping | None = None, critic: str = 'fresh',
+                 margin: float = claims_lib.MARGIN, final_evals: int = 1,
                  inherits: Mapping | None = None, meta_final: float | None = None) -> dict:
   """Summary dict of an experiment (schema in the module docstring and report.json).
 
   `budgets` (env steps per task of each phase) is stated with the claims (claims.py);
+  `margin` and `final_evals` are the config's claims.margin and claims.final_evals;
   `inherits[method]` (what it starts from; the methods whose backbone starts with
   'meta-trained' get `transfer`) and `meta_final` (meta-training's mean final train return)
   are stated with each method.
@@ -103,12 +109,12 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
     methods_out[method] = {}
     for split, (steps, returns) in splits.items():
       entry = {'start': summarize(returns[:, 0]),
-               'final_return': summarize(returns[:, -1]),
+               'final_return': summarize(stats.final_return(returns, final_evals)),
                'auc': summarize(auc(steps, returns)),
                'curve': curve_summary(steps, returns)}
       if 'oracle' in curves:
         entry['normalized_score'] = summarize(
-            _normalized(curves, method, split, seeds, random_return))
+            _normalized(curves, method, split, seeds, random_return, final_evals))
       if meta_final is not None and str(inherits.get(method, {}).get(
           'backbone', '')).startswith('meta-trained'):
         entry['transfer'] = {'meta_final': float(meta_final), 'start_to_meta_final': (
@@ -124,31 +130,44 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
           'exploration': str(exploration), 'critic': str(critic), 'seeds': seeds,
           'methods': methods_out,
           'inherits': {m: dict(v) for m, v in inherits.items() if m in methods_out},
-          'random_return': {str(s): float(r) for s, r in random_return.items()},
+          'random_return': {str(s): _floats(r) for s, r in random_return.items()},
           'claims': claims_lib.compute(curves, seeds=seeds, random_return=random_return,
-                                       budgets=budgets or {}),
+                                       budgets=budgets or {}, margin=margin,
+                                       final_evals=final_evals),
           'timing': {k: cast(timing[k]) for k, cast in TIMING_KEYS.items()}}
 
 
+def _floats(value):
+  """A random return for report.json: a float, or a list of one per task."""
+  value = np.asarray(value, dtype=np.float64)
+  return float(value) if value.ndim == 0 else value.tolist()
+
+
+def _random_level(report: Mapping, split: str) -> float:
+  """The random return of `split` as one number (the mean over tasks where there are several)."""
+  return float(np.mean(report['random_return'][split]))
+
+
 def _normalized(curves: Mapping, method: str, split: str, seeds: int,
-                random_return: Mapping) -> np.ndarray:
-  """[runs] (R - R_random) / (R_oracle_task - R_random) with R the final return."""
+                random_return: Mapping, final_evals: int) -> np.ndarray:
+  """[runs] (R - R_random_task) / (R_oracle_task - R_random_task), R the final return."""
   if split not in curves['oracle']:
     raise ValueError(f'oracle has no {split!r} split to normalise {method!r} against')
   if split not in random_return:
     raise ValueError(f'random_return lacks split {split!r}')
-  final = curves[method][split][1][:, -1]  # [runs]
-  oracle_final = curves['oracle'][split][1][:, -1]  # [runs]
+  final = stats.final_return(curves[method][split][1], final_evals)  # [runs]
+  oracle_final = stats.final_return(curves['oracle'][split][1], final_evals)  # [runs]
   if final.shape != oracle_final.shape:
     raise ValueError(f'{method!r}/{split!r} has {final.shape[0]} runs but oracle has '
                      f'{oracle_final.shape[0]}; normalisation needs the same tasks and seeds')
-  oracle_per_task = oracle_final.reshape(-1, seeds).mean(axis=1)  # [tasks]
-  rand = float(random_return[split])
-  gap = np.repeat(oracle_per_task, seeds) - rand  # [runs]
-  if np.any(gap == 0):
+  oracle_per_task = claims_lib.task_means(oracle_final, seeds)  # [tasks]
+  rand = stats.per_task(random_return[split], oracle_per_task.shape[0],
+                        f'random_return[{split!r}]')
+  try:
+    return stats.normalized_score(final, oracle_per_task, rand, seeds)
+  except ValueError:
     raise ValueError(f'{split!r}: oracle final return equals the random return on some task; '
-                     'normalised score undefined')
-  return (final - rand) / gap
+                     'normalised score undefined') from None
 
 
 def _splits(report: Mapping) -> list[str]:
@@ -203,7 +222,7 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
       row += [_ci_cell(e['normalized_score'])] if normalized else []
       lines.append('| ' + ' | '.join(row) + ' |')
     if split in report['random_return']:
-      lines += ['', f"Random policy return: {report['random_return'][split]:.2f}"]
+      lines += ['', f"Random policy return: {_random_level(report, split):.2f}"]
     lines += _transfer_lines(entries)
     if 'apb' in entries and 'steps_to_threshold' in entries['apb']:
       lines += ['', _speedup_line(entries['apb']['steps_to_threshold'],
@@ -216,19 +235,22 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
     lines += [f"| {m} | {v['backbone']} | {v['adapters']} | {v['obs_stats']} | {v['critic']} |"
               for m, v in report['inherits'].items()]
     lines.append('')
-  lines += claims_lib.markdown(report.get('claims', []))
+  claims = report.get('claims', [])
+  lines += claims_lib.markdown(claims)
   lines += ['## How to read this', '',
-            'Final return is the deterministic evaluation return at the end of the training '
-            'budget; compare it with the return before training (the initial policy, whose '
+            f'Final return is {claims_lib.final_rule_of(claims)}; compare it with the return '
+            'before training (the initial policy, whose '
             'near-zero actions often beat the random policy by their control cost alone). '
             'AUC is the mean evaluation return over training (area under the learning '
             'curve divided by its length in env steps), a measure of sample efficiency. '
-            'Intervals are 95% percentile bootstrap intervals of the mean over tasks x seeds; '
+            'Intervals are 95% percentile bootstrap intervals of the mean over tasks x seeds, '
+            'a description of the runs (the claims test with tasks as the unit); '
             'IQM is the interquartile mean (mean of the middle 50% of runs).']
   if 'oracle' in report['methods']:
     lines[-1] += (' Normalized score is (R - R_random) / (R_oracle - R_random) per run, with '
-                  "R_oracle the oracle's mean final return on the same task: 0 is random, 1 is "
-                  "the oracle. The oracle's budget is larger, so its AUC spans a longer run.")
+                  "R_oracle the oracle's mean final return on the same task and R_random that "
+                  "task's random return: 0 is random, 1 is the oracle. The oracle's budget is "
+                  'larger, so its AUC spans a longer run.')
   lines.append('')
   lines += [f'![{os.path.splitext(p)[0]}]({p})' for p in plot_files]
   atomic_write(path, lambda f: f.write(('\n'.join(lines) + '\n').encode()))
@@ -281,7 +303,7 @@ def _draw_curves(ax, report: Mapping, split: str) -> None:
       ax.plot(c['steps'], c['mean'], color=color, label=method)
       ax.fill_between(c['steps'], c['ci_low'], c['ci_high'], color=color, alpha=0.2)
   if split in report['random_return']:
-    ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')
+    ax.axhline(_random_level(report, split), color='grey', ls='--', label='random')
   ax.set(xlabel='env steps per task', ylabel='eval return')
 
 
@@ -352,7 +374,7 @@ def plot_final(report: Mapping, path: str) -> None:
   for ax, split in zip(fig.subplots(1, len(splits), squeeze=False)[0], splits, strict=True):
     _bar_group(ax, report, 'final_return', split, 0.0, 1.0, labels=True)
     if split in report['random_return']:
-      ax.axhline(report['random_return'][split], color='grey', ls='--', label='random')
+      ax.axhline(_random_level(report, split), color='grey', ls='--', label='random')
     ax.set(title=split, ylabel='final eval return', xticks=[])
     ax.legend(fontsize='small')
   _save_figure(fig, path)

@@ -6,7 +6,8 @@
 One row per (run, split, method), read from the run's report.json and
 results/adapt_<method>_<split>.json, never from anywhere else:
     start     mean eval return before adaptation (step 0)
-    final     mean final return with its 95% bootstrap interval
+    final     mean final return (report.json's, by its rule: claims.final_evals) with its
+              95% bootstrap interval
     gain      mean over runs of (final - start) with its 95% bootstrap interval, paired per
               run (the tasks of a split differ in scale, so the unpaired interval of the
               final return mostly measures the tasks' spread)
@@ -60,7 +61,7 @@ def rows_of(run_reports) -> list[dict]:
         final, curve = entry['final_return'], entry['curve']
         threshold = entry.get('steps_to_threshold')
         curves = np.asarray(stage['curves'], dtype=np.float64)
-        gain = stats.summarize(curves[:, -1] - curves[:, 0])
+        gain = stats.summarize(np.asarray(final['per_run']) - curves[:, 0])
         out.append({
             'task': report['task'],
             'critic': _critic(report), 'split': split, 'method': method,

@@ -14,8 +14,29 @@ Profiles (budgets in env steps per task):
            split (the ants adapt 102,400: see their configs); the APB methods (add
            baselines with --config.methods=...,rl2).
   paper    GPU-scale: meta-training 1,024,000 steps per task, adaptation 204,800
-           steps per task, 5 seeds, the oracle (5x budget) and the baselines on. (Budgets are
-           multiples of 512 so PPO's rollouts fit them too.)
+           steps per task on 16 tasks x 3 seeds, the oracle (5x budget) and the baselines
+           on. (Budgets are multiples of 512 so PPO's rollouts fit them too.)
+
+How many runs decide a claim (apb_jax/claims.py: tasks are the unit, sign-flip test over
+tasks at 0.05, two-sided). Fewer than 6 tasks never decide (4 tasks: p >= 0.125), whatever
+the seeds. Power to decide, 80%, by `python -m apb_jax.claims --calibrate --tasks
+6,8,10,12,16,20 --seeds 1 --seed-sd 0 --effect D --n-sim 4000`, where D is the distance of
+mean(A - B) from the claim's boundary (-margin for claim 1) in standard deviations of a
+task's difference:
+    D = 1.5: 8 tasks (6: 0.65)     D = 1.0: 11 (10: 0.78)     D = 0.75: 16 (12: 0.65)
+    D = 0.5: ~34 (20: 0.58; stats.tasks_for_power for the t-test above 20 tasks)
+Measured so far for claim 1 (README "Results": apb - scratch on test_id, 4 tasks x 1 seed,
+six families): |mean| / sd 0.2-1.2 (median ~0.5), and the margin (0.1 x scratch's gain over
+random, claims.margin) adds margin / sd, ~0.6 on cheetah_vel (gain ~130, sd ~21): D ~ 0.5-1
+on most families, each from 4 runs, so rough. Hence:
+  paper    16 tasks (80% at D >= 0.75) x 3 seeds: seeds shrink only the seed noise of a
+           task's difference; at seed noise equal to the task spread, 1 task-sd of effect,
+           claims.calibrate gives 16 x 3 power 0.82, 16 x 2 0.75, the former 8 x 5 0.52,
+           for 48 runs against 40 (one device call: the runs share the task axis).
+  default  4 tasks x 1 seed fits its time budget on a 2-core CPU and cannot decide:
+           its claims read `insufficient` (6 tasks at the least, 11-16 for D 0.75-1;
+           --config.adapt.num_tasks=16 costs ~4x the adaptation time).
+  smoke    2 tasks: `insufficient`, by design.
 """
 
 from __future__ import annotations
@@ -53,6 +74,6 @@ def get_config(task: str, profile: str) -> ml_collections.ConfigDict:
     c.methods += ',oracle,rl2,pearl,maml'
     c.meta.update(num_tasks=16, total_steps=1_024_000, eval_every=51_200)
     c.meta.distill.update(steps=20_000, demo_steps=100_000)
-    c.adapt.update(num_tasks=8, seeds=5, total_steps=204_800, eval_every=10_240)
+    c.adapt.update(num_tasks=16, seeds=3, total_steps=204_800, eval_every=10_240)
     c.rl.update(grad_updates_per_step=1, num_envs=16)
   return c
