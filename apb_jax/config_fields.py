@@ -43,6 +43,8 @@ FIELDS = {
     'rl': {'num_envs': Int(16, low=1), 'batch_size': Int(256, low=1),
            'grad_updates_per_step': Int(4, low=1), 'buffer_size': Int(1_000_000, low=1),
            'warmup_steps': Int(2_048, low=0), 'eval_episodes': Int(4, low=1),
+           # env steps after warm-up in which only the critic trains (0: none; learners/config)
+           'actor_delay': Int(0, low=0),
            'gamma': Real(0.99, **_UNIT), 'tau': Real(0.005, above=0.0, high=1.0),
            'actor_lr': Real(3e-4, **_LR), 'critic_lr': Real(3e-4, **_LR),
            'alpha_lr': Real(3e-4, **_LR), 'init_alpha': Real(1.0, **_LR),

@@ -259,3 +259,25 @@ def test_checkpoint_hook_and_resume_reproduce_the_uninterrupted_run():
   np.testing.assert_array_equal(resumed.curves, full.curves)
   np.testing.assert_array_equal(resumed.steps, full.steps)
   chex.assert_trees_all_equal(resumed.state.agent, full.state.agent)
+
+
+@pytest.mark.parametrize('algo', ALGOS)
+def test_actor_delay_trains_only_the_critic_until_it_ends(algo):
+  """actor_delay: through warm-up and the delay the actor (and SAC's temperature) stay bit for
+  bit where they started while the critic learns; one chunk later the actor moves."""
+  family = make_probe('action')
+  config = PROBE.replace(algo=algo, total_steps=2048, eval_every=512, actor_delay=768)
+  tasks = family.sample(_key(0), 2, 'train')
+  trainer = make_train(config, family)
+  state = trainer.init(_key(3), tasks, _init_params(2))
+  start = state.agent
+  state, _ = trainer.chunk(state, np.int32(0))        # env steps 0-512: warm-up 256 + delay
+  state, _ = trainer.chunk(state, np.int32(1))        # 512-1024: the delay ends at 1024
+  chex.assert_trees_all_equal(state.agent.actor, start.actor)
+  chex.assert_trees_all_equal(state.agent.log_alpha, start.log_alpha)
+  assert not np.allclose(state.agent.critic['dense_0']['kernel'], start.critic['dense_0']['kernel'])
+  state, _ = trainer.chunk(state, np.int32(2))
+  moved = jax.tree.map(lambda a, b: not np.array_equal(a, b), state.agent.actor, start.actor)
+  assert any(jax.tree.leaves(moved))     # the probe's obs is 0: its output bias moves
+  with pytest.raises(ValueError, match='actor_delay=100 must be a non-negative multiple'):
+    PROBE.replace(actor_delay=100)

@@ -163,10 +163,20 @@ def _actor_step(agent, shared: Shared, loss_fn, config):
   return agent.replace(actor=actor, actor_opt=opt), shared, loss, aux
 
 
+def _after_actor_delay(step, agent, shared, config: LearnerConfig, update_index):
+  """`step(agent, shared) -> (agent, shared, actor loss)` from `config.first_actor_update` on;
+  before it, nothing moves (loss 0). `update_index` is the same for every task, so this is a
+  real branch under the task vmap."""
+  if not config.actor_delay:
+    return step(agent, shared)
+  return jax.lax.cond(update_index >= config.first_actor_update, step,
+                      lambda a, s: (a, s, jnp.zeros(())), agent, shared)
+
+
 def sac_update(agent: AgentState, shared: Shared, batch: Transition, rng,
                config: LearnerConfig, update_index):
-  """One SAC update (critic, actor, temperature) on `batch` (leaves [B, ...])."""
-  del update_index
+  """One SAC update (critic; then, after `config.actor_delay`, actor and temperature) on
+  `batch` (leaves [B, ...])."""
   backbone = shared.backbone
   k_next, k_pi = jax.random.split(rng)
   obs_n, next_obs_n = normalize(agent, batch.obs, config), normalize(agent, batch.next_obs, config)
@@ -181,16 +191,19 @@ def sac_update(agent: AgentState, shared: Shared, batch: Transition, rng,
     q = jnp.min(networks.critic_apply(agent.critic, obs_n, a), axis=0)
     return jnp.mean(alpha * logp - q), logp
 
-  agent, shared, actor_loss_value, logp = _actor_step(agent, shared, actor_loss, config)
+  def actor_and_alpha(agent, shared):
+    agent, shared, actor_loss_value, logp = _actor_step(agent, shared, actor_loss, config)
+    target_entropy = -float(batch.action.shape[-1])
+    alpha_grad = jax.grad(lambda la: -la * jnp.mean(
+        jax.lax.stop_gradient(logp) + target_entropy))(agent.log_alpha)
+    alpha_upd, alpha_opt = _adam(config.alpha_lr).update(tied_mean(alpha_grad, config),
+                                                         agent.alpha_opt)
+    return agent.replace(log_alpha=optax.apply_updates(agent.log_alpha, alpha_upd),
+                         alpha_opt=alpha_opt), shared, actor_loss_value
 
-  target_entropy = -float(batch.action.shape[-1])
-  alpha_grad = jax.grad(lambda la: -la * jnp.mean(jax.lax.stop_gradient(logp) + target_entropy))(
-      agent.log_alpha)
-  alpha_upd, alpha_opt = _adam(config.alpha_lr).update(tied_mean(alpha_grad, config),
-                                                       agent.alpha_opt)
-  agent = agent.replace(
-      log_alpha=optax.apply_updates(agent.log_alpha, alpha_upd), alpha_opt=alpha_opt,
-      target_critic=polyak_critic(agent.target_critic, agent.critic, config))
+  agent, shared, actor_loss_value = _after_actor_delay(actor_and_alpha, agent, shared, config,
+                                                       update_index)
+  agent = agent.replace(target_critic=polyak_critic(agent.target_critic, agent.critic, config))
   return agent, shared, {'critic_loss': critic_loss_value, 'actor_loss': actor_loss_value,
                          'alpha': jnp.exp(agent.log_alpha)}
 
@@ -211,8 +224,12 @@ def td3_update(agent: AgentState, shared: Shared, batch: Transition, rng,
     a = deterministic_action(actor, obs_n, backbone, config)
     return -jnp.mean(networks.critic_apply(agent.critic, obs_n, a)[0]), ()
 
-  def delayed(agent, shared):
+  def actor_step(agent, shared):
     agent, shared, loss, _ = _actor_step(agent, shared, actor_loss, config)
+    return agent, shared, loss
+
+  def delayed(agent, shared):
+    agent, shared, loss = _after_actor_delay(actor_step, agent, shared, config, update_index)
     return agent.replace(
         target_actor=_polyak(agent.target_actor, agent.actor, config.tau),
         target_critic=polyak_critic(agent.target_critic, agent.critic, config)), shared, loss

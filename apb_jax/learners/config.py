@@ -61,6 +61,9 @@ class LearnerConfig(_Schedule):
   eval_every: int = 10_000          # one jitted chunk = eval_every env steps
   eval_episodes: int = 4
   warmup_steps: int = 2_048         # uniform random actions, no updates
+  # env steps after warm-up in which only the critic trains (actor and temperature wait): a
+  # policy that starts competent (apb_warm) is not pulled by a fresh critic's first guesses
+  actor_delay: int = 0
   # Optimisation.
   grad_updates_per_step: int = 1
   batch_size: int = 256
@@ -101,9 +104,10 @@ class LearnerConfig(_Schedule):
     if self.policy.core_size:
       raise ValueError(f'policy.core_size={self.policy.core_size}: the recurrent core needs '
                        "the on-policy learner; use algo='ppo' (--config.learner=ppo).")
-    if self.warmup_steps < 0 or self.warmup_steps % self.num_envs:
-      raise ValueError(f'warmup_steps={self.warmup_steps} must be a non-negative multiple of '
-                       f'num_envs={self.num_envs}; round it to one.')
+    for field in ('warmup_steps', 'actor_delay'):
+      if getattr(self, field) < 0 or getattr(self, field) % self.num_envs:
+        raise ValueError(f'{field}={getattr(self, field)} must be a non-negative multiple of '
+                         f'num_envs={self.num_envs}; round it to one.')
     if self.buffer_size < self.num_envs or self.batch_size < 1:
       raise ValueError(f'buffer_size={self.buffer_size} must be >= num_envs and '
                        f'batch_size={self.batch_size} >= 1.')
@@ -114,6 +118,11 @@ class LearnerConfig(_Schedule):
   @property
   def steps_per_iteration(self) -> int:
     return self.num_envs
+
+  @property
+  def first_actor_update(self) -> int:
+    """The index of the first update that moves the actor (and SAC's temperature)."""
+    return (self.warmup_steps + self.actor_delay) // self.num_envs * self.grad_updates_per_step
 
 
 def _check_common(c, algos, unit: int, unit_name: str) -> None:
