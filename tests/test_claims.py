@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from apb_jax import claims, report, stats
+from apb_jax import calibration, claims, report, stats
 
 STEPS = np.array([0, 100, 200])
 SEEDS = 2
@@ -230,8 +230,8 @@ def test_build_report_passes_the_margin_and_final_evals_to_the_claims():
 
 
 def test_calibration_keeps_wrong_verdicts_at_five_percent_and_reports_power():
-  rows = claims.calibrate()                       # 4, 8, 16 tasks x 1-5 seeds, 2,000 runs each
-  print('\n' + claims.calibration_markdown(rows, effect=1.0, seed_sd=1.0, gap=10.0))
+  rows = calibration.calibrate()                       # 4, 8, 16 tasks x 1-5 seeds, 2,000 runs each
+  print('\n' + calibration.calibration_markdown(rows, effect=1.0, seed_sd=1.0, gap=10.0))
   for r in rows:
     bound = 0.05 + 3 * r['mc_se']
     assert r['false_superiority'] <= bound and r['false_non_inferiority'] <= bound, r
@@ -251,11 +251,11 @@ def _bootstrap_decide(e, alpha):
 
 
 def test_calibration_catches_a_bootstrap_at_four_tasks():
-  row = claims.calibrate((4,), (1,), n_sim=1000, decide_fn=_bootstrap_decide)[0]
+  row = calibration.calibrate((4,), (1,), n_sim=1000, decide_fn=_bootstrap_decide)[0]
   assert row['false_superiority'] > 0.1        # >= 1/8: all four on one side
 
 
 def test_calibrate_command_prints_the_table(capsys):
-  claims.main(['--calibrate', '--tasks', '6', '--seeds', '1', '--n-sim', '100'])
+  calibration.main(['--tasks', '6', '--seeds', '1', '--n-sim', '100'])
   out = capsys.readouterr().out
   assert '| tasks | seeds | false, superiority' in out and '\n| 6 | 1 | ' in out

@@ -19,7 +19,7 @@ Profiles (budgets in env steps per task):
 
 How many runs decide a claim (apb_jax/claims.py: tasks are the unit, sign-flip test over
 tasks at 0.05, two-sided). Fewer than 6 tasks never decide (4 tasks: p >= 0.125), whatever
-the seeds. Power to decide, 80%, by `python -m apb_jax.claims --calibrate --tasks
+the seeds. Power to decide, 80%, by `python -m apb_jax.calibration --tasks
 6,8,10,12,16,20 --seeds 1 --seed-sd 0 --effect D --n-sim 4000`, where D is the distance of
 mean(A - B) from the claim's boundary (-margin for claim 1) in standard deviations of a
 task's difference:
@@ -31,7 +31,7 @@ random, claims.margin) adds margin / sd, ~0.6 on cheetah_vel (gain ~130, sd ~21)
 on most families, each from 4 runs, so rough. Hence:
   paper    16 tasks (80% at D >= 0.75) x 3 seeds: seeds shrink only the seed noise of a
            task's difference; at seed noise equal to the task spread, 1 task-sd of effect,
-           claims.calibrate gives 16 x 3 power 0.82, 16 x 2 0.75, the former 8 x 5 0.52,
+           calibration.calibrate gives 16 x 3 power 0.82, 16 x 2 0.75, the former 8 x 5 0.52,
            for 48 runs against 40 (one device call: the runs share the task axis).
   default  4 tasks x 1 seed fits its time budget on a 2-core CPU and cannot decide:
            its claims read `insufficient` (6 tasks at the least, 11-16 for D 0.75-1;
