@@ -121,7 +121,8 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
             entry['start']['mean'] / meta_final if meta_final > 0 else None)}
       methods_out[method][split] = entry
   for split, (_, scratch_returns) in curves.get('scratch', {}).items():
-    threshold = float(scratch_returns[:, -1].mean())   # scratch's mean final return
+    # scratch's mean final return, by the report's rule (the last `final_evals` evaluations)
+    threshold = float(stats.final_return(scratch_returns, final_evals).mean())
     for method, splits in curves.items():
       if split in splits:
         methods_out[method][split]['steps_to_threshold'] = threshold_summary(
