@@ -67,9 +67,10 @@ FIELDS = {
             # the output adapter's mean-half gain under PPO (policy.PolicyConfig.loc_gain; SAC
             # and TD3 keep 1e-4, whose near-zero start keeps their early rollouts tame).
             # Measured (make bench's PPO line, lr 3e-4, cheetah_vel, 98,304 steps, medians of
-            # 2 runs, same run as brax.training): 1e-4 stays flat (-131; brax -123 / -98 in an
-            # earlier run), 1.0 learns: ours -113.5 (-108.4, -118.6) vs brax -123.3 (-112.8,
-            # -133.8). brax.training's policy head has a fan-in (lecun) init, gain 1.
+            # 2 runs, brax.training in the same run): 1e-4 and 0.01 stay flat (-131.5, -131.7),
+            # 1.0 learns: ours -113.5 (-108.4, -118.6) vs brax -123.3 (-112.8, -133.8);
+            # experiments/measured/cpu_ppo_loc_gain_2026-12-04.json. brax.training's policy
+            # head has a fan-in (lecun) init, gain 1.
             'loc_gain': Real(1.0, above=0.0)},
     'meta': {
         'method': Choice('rl', choices=meta_train.METHODS),  # rl: multi-task RL; bc: distil
