@@ -53,7 +53,7 @@ def calibrate(tasks=(4, 8, 16), seeds=(1, 2, 3, 4, 5), *, n_sim: int = 2000,
   for n in tasks:
     for s in seeds:
 
-      def verdicts(truth, fraction):
+      def verdicts(truth, fraction, n=n, s=s):
         a, b, random_task = simulate(rng, n_sim, n, s, truth, seed_sd=seed_sd, gap=gap,
                                      margin=margin)
         return decide_fn(task_means(a, s) - task_means(b, s)

@@ -342,7 +342,7 @@ def runs_figure(reports: Sequence[tuple[str, Mapping]]) -> Figure:
         continue
       _draw_curves(ax, report, split)
       ax.set_title(f'{label}: {split}', fontsize='medium')
-      for handle, name in zip(*ax.get_legend_handles_labels()):
+      for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
         legend.setdefault(name, handle)
   fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
   fig.legend(list(legend.values()), list(legend), loc='upper center', ncol=len(legend),

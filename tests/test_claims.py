@@ -32,8 +32,8 @@ def test_sign_flip_p_values_by_hand():
   assert stats.sign_flip_pvalues([1.0, -2.0, 3.0, 4.0]) == (3 / 16, 14 / 16)
   # Batched rows agree with one row at a time.
   x = np.random.default_rng(0).normal(size=(5, 7))
-  chex.assert_trees_all_close(stats.sign_flip_pvalues(x),
-                              tuple(np.array(p) for p in zip(*map(stats.sign_flip_pvalues, x))))
+  one_by_one = zip(*map(stats.sign_flip_pvalues, x), strict=True)
+  chex.assert_trees_all_close(stats.sign_flip_pvalues(x), tuple(np.array(p) for p in one_by_one))
 
 
 @pytest.mark.parametrize('n', [2, 3, 6, 9])

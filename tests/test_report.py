@@ -244,7 +244,7 @@ def test_runs_figure_draws_a_row_per_run_and_a_column_per_split(tmp_path):
   assert [[ax.get_title() for ax in row] for row in axes] == [
       ['run a: test_id', 'run a: test_ood'], ['run b: test_id', '']]
   assert not axes[1, 1].axison          # run b has no test_ood: that panel is blank
-  for ax, split in zip(axes[0], ('test_id', 'test_ood')):
+  for ax, split in zip(axes[0], ('test_id', 'test_ood'), strict=True):
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) == {'scratch', 'my_variant', 'apb', 'random'}
     np.testing.assert_allclose(lines['apb'].get_ydata(),
