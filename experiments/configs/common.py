@@ -9,10 +9,11 @@ Profiles (budgets in env steps per task):
   smoke    the whole pipeline in a few minutes on a 2-core CPU: tiny networks,
            tiny budgets, every method (the meta-RL baselines included); checks
            that everything runs, not that anything learns.
-  default  one family in about an hour on a 2-core CPU: meta-training 8 tasks x
+  default  one family in about 1-1.3 hours on a 2-core CPU: meta-training 8 tasks x
            61,440 steps, adaptation 4 tasks x 1 seed x 30,720 steps per method and
-           split (the ants adapt 102,400: see their configs); the APB methods (add
-           baselines with --config.methods=...,rl2).
+           split (the ants adapt 102,400: see their configs); the five APB methods
+           (apb_warm added two stages: cheetah_dir took 77 min, shared with other
+           work); add baselines with --config.methods=...,rl2.
   paper    GPU-scale: meta-training 1,024,000 steps per task, adaptation 204,800
            steps per task on 16 tasks x 3 seeds, the oracle (5x budget) and the baselines
            on. (Budgets are multiples of 512 so PPO's rollouts fit them too.)
