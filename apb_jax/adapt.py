@@ -46,6 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from apb_jax import policy
+from apb_jax.tasks import base
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,18 +99,13 @@ def repeat_tasks(tasks, seeds: int):
   return jax.tree.map(lambda x: jnp.repeat(x, seeds, axis=0), tasks)
 
 
-def tile(tree, n: int):
-  """`tree` repeated on a new leading axis: leaves `[...]` -> `[n, ...]`."""
-  return jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x)[None], n, axis=0), tree)
-
-
 def init_params(rng, backbone, n_runs: int, obs_size: int, action_size: int,
                 config: policy.PolicyConfig, start=None):
   """`{'backbone': backbone, 'adapters': leaves [n_runs, ...]}`: every run starts from the
   adapters `start` (the origin, or the train adapters' mean), or, with `start` None, from
   fresh adapters of its own drawn from `rng`."""
   if start is not None:
-    return {'backbone': backbone, 'adapters': tile(start, n_runs)}
+    return {'backbone': backbone, 'adapters': base.tile(start, n_runs)}
   adapters = jax.vmap(lambda k: policy.init_adapters(k, obs_size, action_size, config))(
       jax.random.split(rng, n_runs))
   return {'backbone': backbone, 'adapters': adapters}

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from apb_jax import adapt, checkpoint, experiment, files, inherit, policy
+from apb_jax import checkpoint, experiment, files, inherit, policy
 from apb_jax.learners import normalizer
 from apb_jax.run_config import policy_config
-from apb_jax.tasks.base import TaskFamily
+from apb_jax.tasks.base import TaskFamily, tile
 from apb_jax.tasks.probes import ProbeEnv
 from test_experiment import probe_config
 
@@ -59,9 +59,9 @@ def test_every_run_starts_from_the_origin_and_apb_warm_from_the_train_mean(same_
   train = checkpoint.restore_params(str(workdir / 'checkpoints' / 'meta_adapters'))
   for method in ('apb', 'apb_randominit', 'scratch'):
     params = exp.start_params(method, 'test_id', 3)
-    chex.assert_trees_all_equal(params['adapters'], adapt.tile(origin, 3))
+    chex.assert_trees_all_equal(params['adapters'], tile(origin, 3))
   warm = exp.start_params('apb_warm', 'test_id', 3)
-  chex.assert_trees_all_close(warm['adapters'], adapt.tile(
+  chex.assert_trees_all_close(warm['adapters'], tile(
       jax.tree.map(lambda x: np.mean(x, axis=0), train), 3), rtol=1e-6, atol=1e-7)
   # the meta-backbone methods inherit the merged statistics; the random-backbone ones do not
   assert 'obs_stats' in exp.start_params('apb', 'test_id', 1)

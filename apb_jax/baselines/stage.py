@@ -32,6 +32,7 @@ import numpy as np
 from apb_jax import adapt, checkpoint, policy, progress
 from apb_jax.learners import loop, sharding
 from apb_jax.learners.config import _Schedule
+from apb_jax.tasks.base import tile
 
 
 def meta_stage(exp, name: str, learner, params, family, extract, make=None) -> dict:
@@ -52,7 +53,7 @@ def tied_params(rng, family, policy_config, k: int, obs_size: int | None = None)
   `obs_size`: the policy's input size, if not the family's (e.g. PEARL's [obs, z])."""
   params = policy.init_params(rng, obs_size or family.obs_size, family.action_size,
                               policy_config)
-  params['adapters'] = adapt.tile(params['adapters'], k)
+  params['adapters'] = tile(params['adapters'], k)
   return params
 
 
