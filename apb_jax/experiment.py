@@ -289,25 +289,15 @@ class Experiment:
     c = self.config
     if not c.backbone_from:
       self.meta_train()
+    source = c.backbone_from or self.dir
     if name not in self._inherited:
-      source = c.backbone_from or self.dir
-      fix = ('pass --config.adapt.adapters=independent --config.adapt.obs_stats=fresh, or '
-             'meta-train it again' if c.backbone_from else
+      fix = ('meta-train with the same --config.adapt.critic' if name == inherit.CRITIC else
+             inherit.OLD_PROTOCOL if c.backbone_from else
              'delete results/meta_train.json to run meta_train again')
-      out = inherit.load(source, name, fix=(
-          'meta-train with the same --config.adapt.critic' if name == inherit.CRITIC else fix))
+      self._inherited[name] = inherit.load(source, name, fix)
       if name == inherit.ACTOR:
-        adapt.check_backbone(out['backbone'], policy_config(c), source)
-      self._inherited[name] = out
-    out = self._inherited[name]
-    missing = [k for k in needs if k not in out]
-    if missing:
-      raise files.RunFileError(
-          f'{c.backbone_from or self.dir}/checkpoints/{name} holds no {", ".join(missing)} '
-          '(saved before meta-training shared one adapter origin); pass '
-          '--config.adapt.adapters=independent --config.adapt.obs_stats=fresh, or meta-train '
-          'again.')
-    return out
+        adapt.check_backbone(self._inherited[name]['backbone'], policy_config(c), source)
+    return inherit.require(self._inherited[name], needs, source, name)
 
   def meta_final(self):
     """Meta-training's mean final eval return over the train tasks (this run's, or

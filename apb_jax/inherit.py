@@ -68,14 +68,23 @@ def save(run_dir: str, name: str, inheritance: dict) -> None:
   checkpoint.save_params(os.path.join(run_dir, 'checkpoints', name), inheritance)
 
 
-def load(run_dir: str, name: str, needs=(), fix: str = '') -> dict:
-  """checkpoints/<name>/ of `run_dir` (ACTOR or CRITIC), checked to hold the keys `needs`;
-  RunFileError naming `fix` if it does not (e.g. a backbone saved before issue 29)."""
-  path = os.path.join(run_dir, 'checkpoints', name)
-  out = checkpoint.restore_params(path, fix=fix or 'meta-train again')
-  missing = [k for k in needs if k not in out]
+OLD_PROTOCOL = ('pass --config.adapt.adapters=independent --config.adapt.obs_stats=fresh, or '
+                'meta-train again')
+
+
+def load(run_dir: str, name: str, fix: str = 'meta-train again') -> dict:
+  """checkpoints/<name>/ of `run_dir` (ACTOR or CRITIC); RunFileError naming `fix` if it
+  cannot be restored."""
+  return checkpoint.restore_params(os.path.join(run_dir, 'checkpoints', name), fix=fix)
+
+
+def require(inheritance: dict, needs, run_dir: str, name: str) -> dict:
+  """`inheritance` (checkpoints/<name>/ of `run_dir`), checked to hold the keys `needs`;
+  RunFileError naming the flags of the old protocol if it does not (a backbone saved before
+  meta-training shared one adapter origin holds the backbone alone)."""
+  missing = [k for k in needs if k not in inheritance]
   if missing:
     raise files.RunFileError(
-        f'{path} holds no {", ".join(missing)} (saved before meta-training shared one adapter '
-        f'origin); {fix or "meta-train again"}.')
-  return out
+        f'{os.path.join(run_dir, "checkpoints", name)} holds no {", ".join(missing)} (saved '
+        f'before meta-training shared one adapter origin); {OLD_PROTOCOL}.')
+  return inheritance
