@@ -119,6 +119,9 @@ def dense(p, x):
   return x @ p['kernel'] + p['bias']
 
 
+_OUT_GAIN = 1e-4   # the output adapter's gain (its mean half: PolicyConfig.loc_gain)
+
+
 def _gain(config: PolicyConfig) -> float:
   return 2.0 if config.activation == 'relu' else 1.0
 
@@ -149,12 +152,11 @@ def init_adapters(rng: jax.Array, obs_size: int, action_size: int,
   head_in = config.core_size or config.widths[-1]
   adapters = {
       'in': dense_init(k_in, obs_size, config.widths[0], 1.0),
-      'out': dense_init(k_out, head_in, 2 * action_size, 1e-4),
+      'out': dense_init(k_out, head_in, 2 * action_size, _OUT_GAIN),
   }
-  if config.loc_gain != 1e-4:   # the mean half at its own gain (same key: 1e-4 reproduces)
-    loc = dense_init(k_out, head_in, 2 * action_size, config.loc_gain)['kernel']
-    adapters['out']['kernel'] = adapters['out']['kernel'].at[:, :action_size].set(
-        loc[:, :action_size])
+  # the mean half at gain loc_gain: variance scaling's std grows as sqrt(gain)
+  adapters['out']['kernel'] = adapters['out']['kernel'].at[:, :action_size].multiply(
+      math.sqrt(config.loc_gain / _OUT_GAIN))
   if config.init_scale:   # softplus(b) + min_scale = init_scale
     b = math.log(math.expm1(config.init_scale - config.min_scale))
     adapters['out']['bias'] = adapters['out']['bias'].at[action_size:].set(b)
