@@ -82,15 +82,21 @@ def margins(reference, random_task, seeds: int, fraction: float) -> np.ndarray:
   return fraction * np.abs(task_means(reference, seeds) - random_task)
 
 
+def _verdicts(p_greater, p_less, n_tasks: int, alpha: float) -> np.ndarray:
+  """The verdict of each test of mean(e) = 0 from its one-sided p-values over `n_tasks`."""
+  verdict = np.where(np.asarray(p_greater) <= alpha / 2, 'supported',
+                     np.where(np.asarray(p_less) <= alpha / 2, 'contradicted', 'inconclusive'))
+  if n_tasks < stats.min_tasks(alpha):
+    verdict = np.full(verdict.shape, 'insufficient')
+  return verdict
+
+
 def decide(e, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
   """e [..., tasks] (d_t + m_t) -> (verdict [...], two-sided p [...]) of mean(e) = 0."""
   e = np.asarray(e, dtype=np.float64)
   p_greater, p_less = stats.task_pvalues(e)
-  verdict = np.where(p_greater <= alpha / 2, 'supported',
-                     np.where(p_less <= alpha / 2, 'contradicted', 'inconclusive'))
-  if e.shape[-1] < stats.min_tasks(alpha):
-    verdict = np.full(verdict.shape, 'insufficient')
-  return verdict, np.minimum(1.0, 2 * np.minimum(p_greater, p_less))
+  return (_verdicts(p_greater, p_less, e.shape[-1], alpha),
+          np.minimum(1.0, 2 * np.minimum(p_greater, p_less)))
 
 
 def _less(value, shift):
@@ -105,7 +111,8 @@ def difference(a, b, seeds: int, margin_task=None, alpha: float = ALPHA) -> dict
   test = stats.task_test(d + m, alpha)
   out = {'mean': float(d.mean()), 'ci_low': _less(test['ci_low'], m.mean()),
          'ci_high': _less(test['ci_high'], m.mean()), 'p_value': test['p_value'],
-         'test': test['test'], 'verdict': str(decide(d + m, alpha)[0]),
+         'test': test['test'],
+         'verdict': str(_verdicts(test['p_greater'], test['p_less'], d.shape[0], alpha)),
          'n_tasks': int(d.shape[0]), 'seeds': int(seeds), 'per_task': d.tolist()}
   if out['verdict'] == 'insufficient':
     out['min_tasks'] = stats.min_tasks(alpha)

@@ -203,9 +203,10 @@ def task_pvalues(x) -> tuple[np.ndarray, np.ndarray]:
 
 
 def task_test(x, alpha: float = 0.05) -> dict:
-  """x [tasks] -> {'mean', 'ci_low', 'ci_high', 'p_value', 'test'}: the mean, its 1 - alpha
-  interval (None where the design cannot exclude any value) and the two-sided p-value of
-  mean 0 (twice the smaller one-sided one), sign flips or t as task_pvalues."""
+  """x [tasks] -> {'mean', 'ci_low', 'ci_high', 'p_value', 'test', 'p_greater', 'p_less'}: the
+  mean, its 1 - alpha interval (None where the design cannot exclude any value), the
+  two-sided p-value of mean 0 (twice the smaller one-sided one) and the one-sided ones,
+  sign flips or t as task_pvalues."""
   x = np.asarray(x, dtype=np.float64)
   n = x.shape[0]
   p_greater, p_less = task_pvalues(x)
@@ -217,7 +218,8 @@ def task_test(x, alpha: float = 0.05) -> dict:
     low, high = float(ci.low), float(ci.high)
     test = f't-test over {n} tasks'
   return {'mean': float(x.mean()), 'ci_low': low, 'ci_high': high,
-          'p_value': float(min(1.0, 2 * min(p_greater, p_less))), 'test': test}
+          'p_value': float(min(1.0, 2 * min(p_greater, p_less))), 'test': test,
+          'p_greater': float(p_greater), 'p_less': float(p_less)}
 
 
 def tasks_for_power(effect: float, alpha: float = 0.05, power: float = 0.8,
