@@ -404,7 +404,7 @@ class Experiment:
     meta = m.backbone == 'meta'
     adapters = ('meta-trained adapters\' mean' if m.start == 'meta_mean' else
                 'adapter origin' if c.adapt.adapters == 'origin' else 'independent draws')
-    return {'backbone': 'meta-trained' if meta else 'random (meta-training\'s start)',
+    return {'backbone': report.META_BACKBONE if meta else 'random (meta-training\'s start)',
             'adapters': adapters,
             'obs_stats': 'meta-training\'s' if meta and c.adapt.obs_stats == 'meta' else 'fresh',
             'critic': {None: 'fresh MLP', 'meta': 'meta-trained backbone',

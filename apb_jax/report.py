@@ -53,6 +53,7 @@ METHOD_COLORS = {
     'scratch': 'tab:orange',
     'finetune': 'tab:green', 'oracle': 'black'}
 _EXTRA_COLORS = ('tab:red', 'tab:brown', 'tab:pink', 'tab:olive', 'tab:gray')
+META_BACKBONE = 'meta-trained'   # inherits[method]['backbone'] of the methods that get `transfer`
 TIMING_KEYS = {'total_s': float, 'compile_s': float, 'env_steps': int, 'env_steps_per_s': float}
 
 
@@ -86,8 +87,8 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
 
   `budgets` (env steps per task of each phase) is stated with the claims (claims.py);
   `margin` and `final_evals` are the config's claims.margin and claims.final_evals;
-  `inherits[method]` (what it starts from; the methods whose backbone starts with
-  'meta-trained' get `transfer`) and `meta_final` (meta-training's mean final train return)
+  `inherits[method]` (what it starts from; the methods whose backbone is META_BACKBONE get
+  `transfer`) and `meta_final` (meta-training's mean final train return)
   are stated with each method.
   """
   inherits = dict(inherits or {})
@@ -115,8 +116,7 @@ def build_report(results: Mapping, *, task: str, profile: str, learner: str, exp
       if 'oracle' in curves:
         entry['normalized_score'] = summarize(
             _normalized(curves, method, split, seeds, random_return, final_evals))
-      if meta_final is not None and str(inherits.get(method, {}).get(
-          'backbone', '')).startswith('meta-trained'):
+      if meta_final is not None and inherits.get(method, {}).get('backbone') == META_BACKBONE:
         entry['transfer'] = {'meta_final': float(meta_final), 'start_to_meta_final': (
             entry['start']['mean'] / meta_final if meta_final > 0 else None)}
       methods_out[method][split] = entry
