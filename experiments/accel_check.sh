@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The accelerator check of issue 11, one command on any machine with a GPU (or TPU):
 #
-#   experiments/accel_check.sh OUT_DIR [STEPS]        STEPS: any of env tests smoke bench paper
+#   experiments/accel_check.sh OUT_DIR [STEPS]        STEPS: any of env tests smoke bench paper meta
 #                                                      (default: all five, in that order)
 #   WHEELS=/path/to/wheels experiments/accel_check.sh OUT_DIR    # no network: install from there
 #   STEP_TIMEOUT=300 experiments/accel_check.sh OUT_DIR paper     # stop each step after 300 s
@@ -177,7 +177,60 @@ EOF2
     paper)
       timed paper "$OUT/paper/report.json" "$PY" -m experiments.run \
         --config=experiments/configs/cheetah_vel.py:paper --workdir="$OUT/paper";;   # progress lines: chunk rates
-    *) echo "error: unknown step $step; choose from: env tests smoke bench paper" >&2; exit 2;;
+    meta)   # issue 31 item 2: meta-training at more envs per task, one replay ratio (N:G pairs)
+      export XLA_PYTHON_CLIENT_PREALLOCATE=false   # the processes share the device's memory
+      settings=${META_SETTINGS:-16:1 64:4 256:16}   # envs per task : gradient updates per iteration
+      steps=${META_STEPS:-102400}
+      start=$(date +%s)
+      rm -rf "$OUT/meta_turns"
+      n=$(wc -w <<< "$settings")
+      echo "== meta: throughput of $settings at K = 16, compiled at once, timed one at a time"
+      pids=()
+      for s in $settings; do
+        "${TIMEOUT[@]}" "$PY" experiments/bench_learners.py --brax=false --repeats=0 --ks=16 \
+          --num_envs="${s%:*}" --updates="${s#*:}" --noceiling --scaling_chunk="${META_CHUNK:-4096}" \
+          --scaling_repeats=2 --turns="$OUT/meta_turns" --turns_n="$n" \
+          --out="$OUT/meta_bench_${s/:/_}.json" > "$OUT/meta_bench_${s/:/_}.log" 2>&1 &
+        pids+=($!)
+      done
+      wait "${pids[@]}" || true
+      echo "== meta: cheetah_vel paper meta-training, $steps steps per task, every setting at once"
+      pids=()
+      for s in $settings; do   # the launcher's own stage; stopped once its result is written
+        dir=/tmp/meta_${s/:/_}
+        "${TIMEOUT[@]}" "$PY" -m experiments.run --config=experiments/configs/cheetah_vel.py:paper \
+          --config.methods=apb --config.meta.total_steps="$steps" --config.meta.eval_every="${META_EVERY:-25600}" \
+          --config.rl.num_envs="${s%:*}" --config.rl.grad_updates_per_step="${s#*:}" \
+          --workdir="$dir" --progress=false > "$OUT/meta_run_${s/:/_}.log" 2>&1 &
+        pids+=($!)
+        (until [[ -s $dir/results/meta_train.json ]]; do sleep 2; done; sleep 1
+         kill -TERM "${pids[-1]}" 2>/dev/null || true) &   # not INT: ignored in background jobs
+      done
+      wait "${pids[@]}" || true
+      "$PY" - "$OUT/meta.json" "$steps" $settings <<'EOF2'
+import json, os, sys
+out, steps, settings = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+res = {'what': 'cheetah_vel paper meta-training (K = 16) by envs per task N and gradient '
+               'updates per iteration G; throughput alone (bench, turns), learning all at once',
+       'steps_per_task': steps}
+for s in settings:
+  tag = s.replace(':', '_')
+  entry = {}
+  bench = os.path.join(os.path.dirname(out), f'meta_bench_{tag}.json')
+  if os.path.exists(bench):
+    entry['bench'] = json.load(open(bench))['task_scaling']['16']
+  meta = f'/tmp/meta_{tag}/results/meta_train.json'
+  if os.path.exists(meta):
+    r = json.load(open(meta))
+    entry.update(steps=r['steps'], mean_return=[sum(c) / len(c) for c in zip(*r['curves'])],
+                 final_per_task=[c[-1] for c in r['curves']], run_s=r['run_s'],
+                 compile_s=r['compile_s'])
+  res[s] = entry
+json.dump(res, open(out, 'w'), indent=2)
+print(json.dumps(res, indent=1)[:3000])
+EOF2
+      record meta "$(( $(date +%s) - start ))" 0 "$OUT/meta.json";;
+    *) echo "error: unknown step $step; choose from: env tests smoke bench paper meta" >&2; exit 2;;
   esac
 done
 if [[ -n "$TESTS_SID" ]]; then   # the background tests: their wall time counts the frozen seconds
