@@ -10,7 +10,8 @@ Stages and what marks them done (files under `workdir`):
                        route 'bc': results/meta_experts.json first, then the distillation
   random_return        results/random_return.json
   adapt_<method>_<split>  results/adapt_<method>_<split>.json (curves, timing)
-  report               report.json, report.md, *.png
+  report               report.json, report.md, *.png (report.json's `compile`: the programs
+                       this launch traced and compiled, and the seconds, compile_stats.py)
 A stage whose result file exists is never run again. A running learner stage
 checkpoints its whole state after every evaluation (checkpoints/<stage>/,
 orbax); after a kill, the same command resumes it from there. Every random
@@ -32,8 +33,8 @@ import zlib
 import jax
 import numpy as np
 
-from apb_jax import (adapt, baselines, checkpoint, estimate, evaluation, files, inherit,
-                     meta_train, policy, report)
+from apb_jax import (adapt, baselines, checkpoint, compile_stats, estimate, evaluation, files,
+                     inherit, meta_train, policy, report)
 from apb_jax import tasks
 from apb_jax.learners import make_train, networks
 from apb_jax.metrics import MetricsLog
@@ -71,6 +72,8 @@ class Experiment:
     """`family`: a TaskFamily to use instead of `tasks.make(config.task)` (tests, new families)."""
     validate(config, check_task=family is None,
              episode_length=family.episode_length if family else tasks.EPISODE_LENGTH)
+    compile_stats.install()
+    self._compiled_before = compile_stats.snapshot()   # report.json's `compile`: this launch's
     self.config, self.dir, self.show_progress = config, os.path.abspath(workdir), show_progress
     self.methods = csv(config.methods)
     self.splits = csv(config.splits)
@@ -464,6 +467,7 @@ class Experiment:
         seeds=c.adapt.seeds, random_return=random_return, budgets=self.budgets(),
         timing={'total_s': run_s, 'compile_s': compile_s, 'env_steps': env_steps,
                 'env_steps_per_s': env_steps / max(run_s - compile_s, 1e-9)})
+    out['compile'] = compile_stats.since(self._compiled_before)
     report.write_all(out, self.dir)
     self.log.close()
     return out

@@ -209,6 +209,11 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
            f"{_count(report['seeds'], 'seed')} per task", '',
            f"Wall time {t['total_s'] / 60:.1f} min (compile {t['compile_s']:.1f} s), "
            f"{t['env_steps']:,} env steps, {t['env_steps_per_s']:.0f} env steps/s", '']
+  if 'compile' in report:   # the launch that wrote it (compile_stats.py)
+    c = report['compile']
+    lines += [f"This launch compiled {c['programs_compiled']} programs ({c['cache_hits']} more "
+              f"loaded from the compilation cache): {c['trace_s']:.1f} s tracing, "
+              f"{c['lower_s']:.1f} s lowering, {c['backend_s']:.1f} s compiling.", '']
   for split in _splits(report):
     entries = {m: s[split] for m, s in report['methods'].items() if split in s}
     normalized = any('normalized_score' in e for e in entries.values())

@@ -66,6 +66,10 @@ def launch(config, workdir: str, show_progress: bool = True) -> None:
   except (ValueError, FloatingPointError) as e:
     sys.exit(f'error: {e}')
   print(f'report: {os.path.join(workdir, "report.md")}')
+  c = out['compile']
+  print(f"compiled {c['programs_compiled']} programs ({c['cache_hits']} from the cache): "
+        f"{c['trace_s']:.1f} s tracing, {c['lower_s']:.1f} s lowering, "
+        f"{c['backend_s']:.1f} s compiling")
   for method, per in out['methods'].items():
     print(method, ' '.join(f'{s}: {v["final_return"]["mean"]:.1f}' for s, v in per.items()))
 

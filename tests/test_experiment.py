@@ -72,6 +72,8 @@ def test_probe_pipeline_report_and_stages(probe_run):
       f'adapt_{m}_{s}.json' for m in METHODS for s in SPLITS])
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['backbone', 'meta_adapters']
   assert json.loads((workdir / 'report.json').read_text()) == out
+  launch = out['compile']           # what this launch compiled (or loaded from the cache)
+  assert launch['programs_compiled'] + launch['cache_hits'] > 0 and launch['trace_s'] > 0
   # The one-step probe is solved (return -(a - target)^2 near 0) by every method.
   for method in METHODS:
     assert out['methods'][method]['test_id']['final_return']['mean'] > -0.05, method
@@ -93,7 +95,9 @@ def test_rerun_of_a_finished_run_redoes_nothing(probe_run):
   workdir, out = probe_run
   mtimes = {f: os.path.getmtime(workdir / 'results' / f) for f in os.listdir(workdir / 'results')}
   lines = (workdir / 'metrics.jsonl').read_text().count('\n')
-  assert _run(probe_config(), workdir) == out
+  again = _run(probe_config(), workdir)
+  assert again.pop('compile')['traces'] < out['compile']['traces']   # no learner traced again
+  assert again == {k: v for k, v in out.items() if k != 'compile'}
   assert mtimes == {f: os.path.getmtime(workdir / 'results' / f) for f in mtimes}
   assert (workdir / 'metrics.jsonl').read_text().count('\n') == lines
 
@@ -384,6 +388,9 @@ def test_smoke_launcher_writes_the_whole_run_directory(smoke_run):
                'report.md', 'curves.png', 'final_returns.png'):
     assert os.path.getsize(workdir / name) > 0, name
   assert 'report:' in stdout
+  launch = json.loads((workdir / 'report.json').read_text())['compile']
+  assert (f"compiled {launch['programs_compiled']} programs ({launch['cache_hits']} from the "
+          'cache)') in stdout
   sets = json.loads((workdir / 'tasks.json').read_text())
   assert {k: len(v['params']['velocity']) for k, v in sets.items()} == {
       'train': 2, 'test_id': 2, 'test_ood': 2}
@@ -430,5 +437,5 @@ def test_killed_launcher_resumes_to_the_same_report(tmp_path):
             == ('adapt', 'apb', 'test_ood', 256)]
   assert len(chunk1) == 1            # resumed after chunk 1, not restarted
   got, want = (json.loads((d / 'report.json').read_text()) for d in (tmp_path, reference))
-  got.pop('timing'), want.pop('timing')
+  got.pop('timing'), want.pop('timing'), got.pop('compile'), want.pop('compile')
   assert got == want

@@ -1,0 +1,82 @@
+"""What this process traced and compiled, read from JAX's own monitoring events.
+
+    compile_stats.install()                 # once per process, before the first jit
+    before = compile_stats.snapshot()
+    ...                                     # anything that jits
+    compile_stats.since(before)             # {'programs_compiled': 12, 'cache_hits': 3, ...}
+
+JAX times each jitted function's trace to a jaxpr, its lowering to MLIR and its backend
+compile (`jax._src.dispatch`'s events); a program found in the persistent compilation cache
+still passes through the backend-compile timer (the time to load it) and also records a
+cache hit. So `programs_compiled` = backend compiles - cache hits, and `backend_s` holds the
+loads too. `traced_more_than_once` names the functions traced more than once in the window
+(a retrace of one program with new shapes or static arguments, or a second program built
+from the same function), the place to look for compile time spent twice.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+
+from jax import monitoring
+
+TRACE = '/jax/core/compile/jaxpr_trace_duration'
+LOWER = '/jax/core/compile/jaxpr_to_mlir_module_duration'
+BACKEND = '/jax/core/compile/backend_compile_duration'
+CACHE_HIT = '/jax/compilation_cache/cache_hits'
+SECONDS = {TRACE: 'trace_s', LOWER: 'lower_s', BACKEND: 'backend_s'}
+
+_lock = threading.Lock()
+_seconds = collections.Counter()            # event -> seconds
+_counts = collections.Counter()             # event -> occurrences
+_traces = collections.Counter()             # function name -> traces
+_installed = False
+
+
+def _on_duration(event: str, duration: float, fun_name: str = '', **_) -> None:
+  if event in SECONDS:
+    with _lock:
+      _seconds[event] += duration
+      _counts[event] += 1
+      if event == TRACE:
+        _traces[fun_name] += 1
+
+
+def _on_event(event: str, **_) -> None:
+  if event == CACHE_HIT:
+    with _lock:
+      _counts[event] += 1
+
+
+def install() -> None:
+  """Registers the listeners (once per process; later calls do nothing)."""
+  global _installed
+  if not _installed:
+    monitoring.register_event_duration_secs_listener(_on_duration)
+    monitoring.register_event_listener(_on_event)
+    _installed = True
+
+
+def snapshot() -> dict:
+  """The running totals now (pass to `since`)."""
+  with _lock:
+    return {'seconds': dict(_seconds), 'counts': dict(_counts), 'traces': dict(_traces)}
+
+
+def since(before: dict, top: int = 10) -> dict:
+  """Programs compiled, cache hits, traces and seconds (trace, lower, backend) since `before`,
+  and the `top` functions traced more than once ({name: traces})."""
+  now = snapshot()
+
+  def delta(kind, key):
+    return now[kind].get(key, 0) - before[kind].get(key, 0)
+
+  hits = delta('counts', CACHE_HIT)
+  traces = {name: n - before['traces'].get(name, 0) for name, n in now['traces'].items()}
+  twice = sorted(((n, name) for name, n in traces.items() if n > 1), reverse=True)[:top]
+  out = {'programs_compiled': delta('counts', BACKEND) - hits, 'cache_hits': hits,
+         'traces': delta('counts', TRACE)}
+  out.update({name: round(delta('seconds', event), 3) for event, name in SECONDS.items()})
+  out['traced_more_than_once'] = {name: n for n, name in twice}
+  return out
