@@ -43,7 +43,8 @@ FIELDS = {
     'rl': {'num_envs': Int(16, low=1), 'batch_size': Int(256, low=1),
            'grad_updates_per_step': Int(4, low=1), 'buffer_size': Int(1_000_000, low=1),
            'warmup_steps': Int(2_048, low=0), 'eval_episodes': Int(4, low=1),
-           # env steps after warm-up in which only the critic trains (0: none; learners/config)
+           # env steps after warm-up in which only the critic trains (0: none; learners/config);
+           # adaptation sets its own from adapt.actor_delay_fraction, and adapt.init_alpha
            'actor_delay': Int(0, low=0),
            'gamma': Real(0.99, **_UNIT), 'tau': Real(0.005, above=0.0, high=1.0),
            'actor_lr': Real(3e-4, **_LR), 'critic_lr': Real(3e-4, **_LR),
@@ -89,7 +90,22 @@ FIELDS = {
               'total_steps': Int(30_720, low=1), 'eval_every': Int(3_072, low=1),
               'critic': Choice('fresh', choices=adapt.CRITICS),
               'adapters': Choice('origin', choices=adapt.ADAPTERS),
-              'obs_stats': Choice('meta', choices=adapt.OBS_STATS)},
+              'obs_stats': Choice('meta', choices=adapt.OBS_STATS),
+              # SAC/TD3 at adaptation (every method; meta-training and the baselines keep
+              # `rl`'s): the temperature starts at init_alpha, and for the first
+              # actor_delay_fraction of the budget after warm-up only the critic trains.
+              # Measured (issue 29, cheetah_dir default, 4 tasks x 1 seed, same backbone):
+              # with rl's init_alpha 1.0 and no delay alpha only falls to 0.14 in 30,720
+              # steps, an entropy bonus as large as the per-step reward, and a fresh critic
+              # pulls apb_warm from 674 to 101 in 3,072 steps. At 0.045 (meta-training's
+              # final alpha) and 0.2 (6,144 steps) every method ends higher, test_id / test_ood
+              # finals old -> new: apb 107.6 -> 188.3 / 520.9 -> 789.1, apb_randominit
+              # 103.8 -> 159.8 / 632.4 -> 695.7, scratch 116.1 -> 284.5 / 624.6 -> 793.2,
+              # finetune 101.1 -> 289.2 / 577.8 -> 749.4, apb_warm 445.5 -> 622.0 (test_id);
+              # apb_warm with the temperature alone 519.5, the delay alone 366.4.
+              # experiments/measured/runs/cheetah_dir_*_2026-12-04.
+              'init_alpha': Real(0.045, **_LR),
+              'actor_delay_fraction': Real(0.2, low=0.0, high=1.0)},
     # Meta-RL baselines (apb_jax/baselines), run when named in `methods`, meta-trained on
     # the same train tasks with meta.total_steps * meta_factor env steps per task.
     # rl2: PPO (the `ppo` settings) with a GRU of core_size on trials of trial_episodes

@@ -11,24 +11,12 @@ still to come (tens of seconds each on a CPU, less from the compilation cache) i
 
 from __future__ import annotations
 
-from apb_jax import baselines
-from apb_jax.run_config import needs_meta_backbone
+from apb_jax import plan
 
 
 def stage_env_steps(config, methods, splits) -> dict:
-  """{stage name: env steps summed over its tasks/runs} of every learner stage of a run."""
-  c, out = config, {}
-  meta = c.meta.num_tasks * c.meta.total_steps
-  if needs_meta_backbone(methods) and not c.backbone_from:
-    out['meta_experts' if c.meta.method == 'bc' else 'meta_train'] = meta
-  runs = c.adapt.num_tasks * c.adapt.seeds
-  for method in methods:
-    if method in baselines.NAMES:
-      out[baselines.get(method).META_STAGE] = meta * c.baselines.meta_factor
-    factor = c.oracle_factor if method == 'oracle' else 1
-    for split in splits:
-      out[f'adapt_{method}_{split}'] = runs * c.adapt.total_steps * factor
-  return out
+  """{stage name: env steps summed over its runs} of every learner stage (plan.py)."""
+  return {call.stage: call.env_steps for call in plan.calls(config, methods, splits)}
 
 
 def line(env_steps_left: int, env_steps_per_s: float, stage: str) -> str:

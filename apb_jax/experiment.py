@@ -21,6 +21,7 @@ writes the same report.json as an uninterrupted one (timing aside).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import json
 import os
@@ -34,7 +35,7 @@ import jax
 import numpy as np
 
 from apb_jax import (adapt, baselines, checkpoint, compile_stats, estimate, evaluation, files,
-                     inherit, meta_train, policy, report)
+                     inherit, meta_train, plan, policy, report)
 from apb_jax import tasks
 from apb_jax.learners import make_train, networks
 from apb_jax.metrics import MetricsLog
@@ -419,6 +420,10 @@ class Experiment:
     steps = c.adapt.total_steps * (c.oracle_factor if m.oracle else 1)
     critic_mode, _ = adapt.critic_setup(method_name, c.adapt.critic)
     learner = learner_config(c, m.mode, steps, c.adapt.eval_every, c.exploration, critic_mode)
+    if c.learner != 'ppo':   # adaptation's own temperature and actor delay (config_fields.py)
+      learner = dataclasses.replace(
+          learner, init_alpha=c.adapt.init_alpha,
+          actor_delay=int(c.adapt.actor_delay_fraction * steps) // c.rl.num_envs * c.rl.num_envs)
     runs = c.adapt.num_tasks * c.adapt.seeds
     params = self.start_params(method_name, split, runs)
     name = f'adapt_{method_name}_{split}'
@@ -442,12 +447,17 @@ class Experiment:
 
   def run(self) -> dict:
     needs_meta = needs_meta_backbone(self.methods)
+    calls = plan.calls(self.config, self.methods, self.splits)
+    print(plan.describe(calls), flush=True)
     if needs_meta:
       self.inherited()    # meta-trains first, or checks --config.backbone_from's checkpoint
     random_return = self.random_return()
-    results = {m: {s: (baselines.get(m).adapt(self, s) if m in baselines.NAMES
-                       else self.adapt(m, s)) for s in self.splits}
-               for m in self.methods}
+    results = {m: {} for m in self.methods}
+    for call in calls:    # a baseline's meta stage runs within its first adaptation stage
+      if call.method is not None:
+        results[call.method][call.split] = (
+            baselines.get(call.method).adapt(self, call.split)
+            if call.method in baselines.NAMES else self.adapt(call.method, call.split))
     stages = [r for per in results.values() for r in per.values()]
     meta_stages = ['meta_train'] if needs_meta and not self.config.backbone_from else []
     meta_stages += [baselines.get(m).META_STAGE for m in self.methods if m in baselines.NAMES]

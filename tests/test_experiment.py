@@ -20,9 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from apb_jax import (checkpoint, experiment, files, meta_train, metrics, policy, results_table,
-                     stats, tasks)
+from apb_jax import (checkpoint, estimate, experiment, files, meta_train, metrics, plan, policy,
+                     results_table, stats, tasks)
 from apb_jax.learners import LearnerConfig, make_train
+from apb_jax.run_config import csv
 from apb_jax.tasks.probes import make_probe
 from conftest import set_fields
 from experiments.configs import common
@@ -439,3 +440,20 @@ def test_killed_launcher_resumes_to_the_same_report(tmp_path):
   got, want = (json.loads((d / 'report.json').read_text()) for d in (tmp_path, reference))
   got.pop('timing'), want.pop('timing'), got.pop('compile'), want.pop('compile')
   assert got == want
+
+
+def test_stage_plan_lists_every_learner_call_and_the_estimate_reads_it():
+  c = common.get_config('cheetah_vel', 'default')
+  methods, splits = csv(c.methods), csv(c.splits)
+  calls = plan.calls(c, methods, splits)
+  assert [x.stage for x in calls] == ['meta_train'] + [
+      f'adapt_{m}_{s}' for m in methods for s in splits]
+  assert (calls[0].runs, calls[0].steps) == (8, 61_440)
+  assert {(x.runs, x.steps) for x in calls[1:]} == {(4, 30_720)}
+  assert estimate.stage_env_steps(c, methods, splits) == {x.stage: x.env_steps for x in calls}
+  groups = plan.stacked(calls)   # frozen backbone, trained backbone: one call each
+  assert [[x.method for x in g] for g in groups] == [
+      [None], ['apb'] * 2 + ['apb_warm'] * 2 + ['apb_randominit'] * 2,
+      ['scratch'] * 2 + ['finetune'] * 2]
+  text = plan.describe(calls)
+  assert text.startswith('plan: 11 learner calls, 1,720,320 env steps') and '24 runs:' in text
