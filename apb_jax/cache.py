@@ -58,7 +58,7 @@ def enable_compilation_cache(path: str | None = None,
       raise PermissionError(f'{path} is not writable')
   except OSError as e:
     warnings.warn(f'compilation cache off ({e}); set APB_JAX_CACHE_DIR to a writable '
-                  'directory to keep compiled programs between runs.')
+                  'directory to keep compiled programs between runs.', stacklevel=2)
     return None
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs',
