@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from apb_jax import adapt, baselines
 from apb_jax.run_config import needs_meta_backbone
 
@@ -74,3 +76,20 @@ def describe(plan: list[Call]) -> str:
   lines += [f'  {sum(c.runs for c in g)} runs: {" + ".join(c.stage for c in g)}'
             for g in groups]
   return '\n'.join(lines)
+
+
+def projected_seconds(plan: list[Call], sps_by_runs: dict, compile_s: float) -> dict:
+  """Wall seconds of `plan` one call per stage and stacked, from a measured table of aggregate
+  env steps/s by runs on the task axis ({runs: steps/s}; log-log interpolation between the
+  measured counts, the end rates held beyond them) plus `compile_s` per call. A projection,
+  not a measurement: every call is taken to run at the learner's rate for its runs."""
+  ks = np.log(np.array(sorted(sps_by_runs), np.float64))
+  rates = np.log(np.array([sps_by_runs[k] for k in sorted(sps_by_runs)], np.float64))
+
+  def seconds(group):
+    runs = sum(c.runs for c in group)
+    return sum(c.env_steps for c in group) / np.exp(np.interp(np.log(runs), ks, rates)) + compile_s
+
+  return {'calls': len(plan), 'per_stage_s': float(sum(seconds([c]) for c in plan)),
+          'stacked_calls': len(stacked(plan)),
+          'stacked_s': float(sum(seconds(g) for g in stacked(plan)))}

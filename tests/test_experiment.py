@@ -457,3 +457,13 @@ def test_stage_plan_lists_every_learner_call_and_the_estimate_reads_it():
       ['scratch'] * 2 + ['finetune'] * 2]
   text = plan.describe(calls)
   assert text.startswith('plan: 11 learner calls, 1,720,320 env steps') and '24 runs:' in text
+
+
+def test_projection_counts_compiles_per_call_and_the_rate_at_each_calls_runs():
+  calls = [plan.Call('a', ('p',), 4, 1000), plan.Call('b', ('p',), 4, 1000),
+           plan.Call('c', ('q',), 1, 500)]
+  rates = {1: 100.0, 100: 10_000.0}            # log-log: 100 env steps/s per run
+  got = plan.projected_seconds(calls, rates, compile_s=10.0)
+  # one call each: 4,000 / 400 + 10 twice, 500 / 100 + 10; stacked: 8,000 / 800 + 10, 15
+  assert got == {'calls': 3, 'per_stage_s': pytest.approx(55.0), 'stacked_calls': 2,
+                 'stacked_s': pytest.approx(35.0)}
