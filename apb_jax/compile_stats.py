@@ -9,7 +9,9 @@ JAX times each jitted function's trace to a jaxpr, its lowering to MLIR and its 
 compile (`jax._src.dispatch`'s events); a program found in the persistent compilation cache
 still passes through the backend-compile timer (the time to load it) and also records a
 cache hit. So `programs_compiled` = backend compiles - cache hits, and `backend_s` holds the
-loads too. `traced_more_than_once` names the functions traced more than once in the window
+loads too. Traces nest (a jitted function calling jnp's jitted functions traces them inside
+its own trace), so each `*_s` is the wall time covered by the union of its events' spans,
+not the sum of their durations. `traced_more_than_once` names the functions traced more than once in the window
 (a retrace of one program with new shapes or static arguments, or a second program built
 from the same function), the place to look for compile time spent twice.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import threading
+import time
 
 from jax import monitoring
 
@@ -28,19 +31,34 @@ CACHE_HIT = '/jax/compilation_cache/cache_hits'
 SECONDS = {TRACE: 'trace_s', LOWER: 'lower_s', BACKEND: 'backend_s'}
 
 _lock = threading.Lock()
-_seconds = collections.Counter()            # event -> seconds
 _counts = collections.Counter()             # event -> occurrences
 _traces = collections.Counter()             # function name -> traces
+_spans = collections.defaultdict(list)      # event -> [(start, end)] (time.time())
 _installed = False
 
 
 def _on_duration(event: str, duration: float, fun_name: str = '', **_) -> None:
   if event in SECONDS:
     with _lock:
-      _seconds[event] += duration
       _counts[event] += 1
       if event == TRACE:
         _traces[fun_name] += 1
+
+
+def _on_span(event: str, start: float, end: float, **_) -> None:
+  if event in SECONDS:
+    with _lock:
+      _spans[event].append((start, end))
+
+
+def _covered(spans, since: float) -> float:
+  """Seconds covered by the union of the spans that start at or after `since`."""
+  total, reach = 0.0, since
+  for start, end in sorted(s for s in spans if s[0] >= since):
+    if end > reach:
+      total += end - max(start, reach)
+      reach = end
+  return total
 
 
 def _on_event(event: str, **_) -> None:
@@ -54,6 +72,7 @@ def install() -> None:
   global _installed
   if not _installed:
     monitoring.register_event_duration_secs_listener(_on_duration)
+    monitoring.register_event_time_span_listener(_on_span)
     monitoring.register_event_listener(_on_event)
     _installed = True
 
@@ -61,7 +80,8 @@ def install() -> None:
 def snapshot() -> dict:
   """The running totals now (pass to `since`)."""
   with _lock:
-    return {'seconds': dict(_seconds), 'counts': dict(_counts), 'traces': dict(_traces)}
+    return {'time': time.time(), 'counts': dict(_counts), 'traces': dict(_traces),
+            'spans': {event: list(spans) for event, spans in _spans.items()}}
 
 
 def since(before: dict, top: int = 10) -> dict:
@@ -77,6 +97,7 @@ def since(before: dict, top: int = 10) -> dict:
   twice = sorted(((n, name) for name, n in traces.items() if n > 1), reverse=True)[:top]
   out = {'programs_compiled': delta('counts', BACKEND) - hits, 'cache_hits': hits,
          'traces': delta('counts', TRACE)}
-  out.update({name: round(delta('seconds', event), 3) for event, name in SECONDS.items()})
+  out.update({name: round(_covered(now['spans'].get(event, []), before['time']), 3)
+              for event, name in SECONDS.items()})
   out['traced_more_than_once'] = {name: n for n, name in twice}
   return out

@@ -29,3 +29,8 @@ def test_counts_one_program_per_new_shape_and_names_the_retraced_function():
   assert twice['programs_compiled'] + twice['cache_hits'] == 2, twice
   assert twice['traced_more_than_once']['seventeen_times'] == 2, twice   # (and jnp's own jits)
   assert compile_stats.since(compile_stats.snapshot())['traces'] == 0
+
+
+def test_nested_spans_count_once():
+  spans = [(0.0, 10.0), (1.0, 2.0), (3.0, 4.0), (12.0, 13.0), (-5.0, 1.0)]
+  assert compile_stats._covered(spans, since=0.0) == 11.0   # [0, 10] + [12, 13]; -5 is before
