@@ -21,7 +21,6 @@ writes the same report.json as an uninterrupted one (timing aside).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import json
 import os
@@ -419,11 +418,8 @@ class Experiment:
     c, m = self.config, adapt.method(method_name)
     steps = c.adapt.total_steps * (c.oracle_factor if m.oracle else 1)
     critic_mode, _ = adapt.critic_setup(method_name, c.adapt.critic)
-    learner = learner_config(c, m.mode, steps, c.adapt.eval_every, c.exploration, critic_mode)
-    if c.learner != 'ppo':   # adaptation's own temperature and actor delay (config_fields.py)
-      learner = dataclasses.replace(
-          learner, init_alpha=c.adapt.init_alpha,
-          actor_delay=int(c.adapt.actor_delay_fraction * steps) // c.rl.num_envs * c.rl.num_envs)
+    learner = learner_config(c, m.mode, steps, c.adapt.eval_every, c.exploration, critic_mode,
+                             adaptation=True)
     runs = c.adapt.num_tasks * c.adapt.seeds
     params = self.start_params(method_name, split, runs)
     name = f'adapt_{method_name}_{split}'

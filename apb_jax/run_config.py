@@ -44,13 +44,20 @@ def ppo_config(config, mode: str, total_steps: int, eval_every: int,
 
 
 def learner_config(config, mode: str, total_steps: int, eval_every: int,
-                   exploration: str = 'action', critic_mode: str = 'mlp'):
+                   exploration: str = 'action', critic_mode: str = 'mlp',
+                   adaptation: bool = False):
   """The learner config of one APB stage: config.learner, config.policy and config.rl (SAC,
-  TD3; `critic_mode` as LearnerConfig's) or config.ppo (PPO)."""
+  TD3; `critic_mode` as LearnerConfig's) or config.ppo (PPO). An `adaptation` stage of SAC/TD3
+  takes adaptation's own temperature and actor delay (config.adapt; config_fields.py)."""
   if config.learner == 'ppo':
     return ppo_config(config, mode, total_steps, eval_every, exploration)
+  changes = {}
+  if adaptation:
+    delay = int(config.adapt.actor_delay_fraction * total_steps)
+    changes = dict(init_alpha=config.adapt.init_alpha,
+                   actor_delay=delay // config.rl.num_envs * config.rl.num_envs)
   return off_policy_config(config, config.learner, mode, total_steps, eval_every, exploration,
-                           critic_mode=critic_mode)
+                           critic_mode=critic_mode, **changes)
 
 
 def off_policy_config(config, algo: str, mode: str, total_steps: int, eval_every: int,
@@ -106,7 +113,7 @@ def validate(config, check_task: bool = True, episode_length: int = tasks.EPISOD
   learner_group = 'ppo' if config.learner == 'ppo' else 'rl'
   for stage, group, mode, steps, every, exploration, critic in _learner_stages(config):
     try:
-      learner_config(config, mode, steps, every, exploration, critic)
+      learner_config(config, mode, steps, every, exploration, critic, adaptation=group == 'adapt')
     except ValueError as e:
       raise ValueError(f'{stage} (--config.{group}.*, --config.{learner_group}.*): {e}') from None
   for name in methods:
