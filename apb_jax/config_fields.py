@@ -105,7 +105,14 @@ FIELDS = {
               # apb_warm with the temperature alone 519.5, the delay alone 366.4.
               # experiments/measured/runs/cheetah_dir_*_2026-12-04.
               'init_alpha': Real(0.045, **_LR),
-              'actor_delay_fraction': Real(0.2, low=0.0, high=1.0)},
+              'actor_delay_fraction': Real(0.2, low=0.0, high=1.0),
+              # the stages that share a learner program (mode, critic setup, budget: plan.py)
+              # run as one call, their runs side by side on the task axis, each with its own
+              # backbone, start and keys; false: one call per stage. A run's numbers do not
+              # depend on what it is stacked with (its backbone is its own: bit for bit,
+              # tests/test_learners.py), but XLA:CPU rounds a batch of K runs differently for
+              # another K: curves agree within 1e-4 (4e-5 measured; tests/test_experiment.py).
+              'stack': Flag(True)},
     # Meta-RL baselines (apb_jax/baselines), run when named in `methods`, meta-trained on
     # the same train tasks with meta.total_steps * meta_factor env steps per task.
     # rl2: PPO (the `ppo` settings) with a GRU of core_size on trials of trial_episodes

@@ -36,7 +36,8 @@ import numpy as np
 from apb_jax import (adapt, baselines, checkpoint, compile_stats, estimate, evaluation, files,
                      inherit, meta_train, plan, policy, report)
 from apb_jax import tasks
-from apb_jax.learners import make_train, networks
+from apb_jax.learners import make_train, networks, normalizer
+from apb_jax.tasks import base as tasks_base
 from apb_jax.metrics import MetricsLog
 from apb_jax.run_config import (SPLITS, csv, learner_config, needs_meta_backbone, policy_config,
                                 validate)
@@ -169,19 +170,24 @@ class Experiment:
     return files.read_json(self.path('results', f'{name}.json'), keys=keys,
                            fix=f'delete it to run stage {name} again')
 
-  def _trainer(self, learner, family=None, make=None):
+  def _trainer(self, learner, family=None, make=None, per_run_backbone=False):
     family = family or self.family
-    if (learner, family.name) not in self._trainers:   # one compiled trainer per config
-      self._trainers[learner, family.name] = (make or make_train)(learner, family)
-    return self._trainers[learner, family.name]
+    key = (learner, family.name, per_run_backbone)
+    if key not in self._trainers:   # one compiled trainer per config
+      self._trainers[key] = (make(learner, family) if make else
+                             make_train(learner, family, per_run_backbone))
+    return self._trainers[key]
 
   # -- one learner stage, resumable -------------------------------------------------------
   def learner_stage(self, name, learner, rng, task_set, init_params, keep_checkpoint=False,
-                    family=None, make=None, **tags):
+                    family=None, make=None, per_run_backbone=False, parts=None, **tags):
     """Trains (or resumes) stage `name`; returns (result dict, final state, StageCheckpoints).
 
     `family`: the TaskFamily to train on (default the run's; e.g. RL^2's trial view of it);
-    `make(learner, family)`: the trainer (default `learners.make_train`; e.g. MAML's).
+    `make(learner, family)`: the trainer (default `learners.make_train`; e.g. MAML's);
+    `per_run_backbone`: `init_params` hold a backbone per run (stacked stages, loop.HostLoop);
+    `parts`: [(stage, runs slice, tags)] of stages stacked in this call, whose metrics are
+    logged apart (default the whole call is stage `name` with `tags`).
 
     A stage already done returns its result read back: with its final state when
     `keep_checkpoint` (the BC experts, kept until distilled), else with no state
@@ -193,7 +199,7 @@ class Experiment:
     if done and not keep_checkpoint:
       shutil.rmtree(self.path('checkpoints', name), ignore_errors=True)
       return self.result(name), None, None
-    trainer = self._trainer(learner, family, make)
+    trainer = self._trainer(learner, family, make, per_run_backbone)
     ckpt = checkpoint.StageCheckpoints(self.path('checkpoints', name))
     resume, spent = ckpt.restore(jax.eval_shape(trainer.init, rng, task_set, init_params))
     if done:
@@ -206,17 +212,21 @@ class Experiment:
                 compile_s=before_compile_s + trainer.last_compile_s)
 
     runs = int(jax.tree.leaves(task_set)[0].shape[0])
+    parts = parts or [(name, slice(None), tags)]
 
     def progress(steps, metrics):
-      self.log.write(name.split('_')[0], steps, metrics, **tags)
-      self._estimate(name, runs * steps, runs * learner.total_steps, runs * learner.eval_every)
+      for stage, runs_of, stage_tags in parts:
+        self.log.write(stage.split('_')[0], steps,
+                       {k: np.asarray(v)[runs_of] for k, v in metrics.items()}, **stage_tags)
+      self._estimate([p[0] for p in parts], runs * steps, runs * learner.total_steps,
+                     runs * learner.eval_every)
 
     try:
       result = trainer.train(rng, task_set, init_params, progress_fn=progress,
                              checkpoint_fn=save, resume=resume, label=name,
                              show_progress=self.show_progress)
     except FloatingPointError as e:
-      where = ', '.join(f'{k} {v}' for k, v in tags.items())
+      where = '; '.join(', '.join(f'{k} {v}' for k, v in t.items()) for _, _, t in parts)
       raise FloatingPointError(
           f'stage {name} ({where}): {e} The last good checkpoint is kept in '
           f'{ckpt.directory}.') from None
@@ -225,18 +235,19 @@ class Experiment:
            'env_steps': runs * learner.total_steps}
     return out, result.state, ckpt
 
-  def _estimate(self, name, done, total, chunk):
+  def _estimate(self, stages, done, total, chunk):
     """Prints, once per process, the estimated time of the stages left, from the wall time
-    between the first two chunks of a stage (`chunk` env steps, summed over its runs, as
-    `done` and `total`); see estimate.py."""
+    between the first two chunks of a call (of `stages`; `chunk` env steps, summed over its
+    runs, as `done` and `total`); see estimate.py."""
     now, last = time.perf_counter(), self._last_chunk
-    self._last_chunk = (name, now)
-    if self.estimate_line or last is None or last[0] != name:
+    self._last_chunk = (stages, now)
+    if self.estimate_line or last is None or last[0] != stages:
       return
     later = sum(n for stage, n in estimate.stage_env_steps(
         self.config, self.methods, self.splits).items()
-                if stage != name and not os.path.exists(self.path('results', f'{stage}.json')))
-    self.estimate_line = estimate.line(total - done + later, chunk / (now - last[1]), name)
+                if stage not in stages and not os.path.exists(self.path('results', f'{stage}.json')))
+    self.estimate_line = estimate.line(total - done + later, chunk / (now - last[1]),
+                                       ' + '.join(stages))
     print(self.estimate_line, file=sys.stderr, flush=True)   # with or without progress bars
 
   def finish(self, name, out, ckpt=None):
@@ -414,21 +425,57 @@ class Experiment:
                        'random': 'random backbone'}[adapt.critic_setup(method_name,
                                                                        c.adapt.critic)[1]]}
 
-  def adapt(self, method_name, split):
+  def adapt_learner(self, method_name):
+    """The learner config of `method_name`'s adaptation stages."""
     c, m = self.config, adapt.method(method_name)
     steps = c.adapt.total_steps * (c.oracle_factor if m.oracle else 1)
     critic_mode, _ = adapt.critic_setup(method_name, c.adapt.critic)
-    learner = learner_config(c, m.mode, steps, c.adapt.eval_every, c.exploration, critic_mode,
-                             adaptation=True)
+    return learner_config(c, m.mode, steps, c.adapt.eval_every, c.exploration, critic_mode,
+                          adaptation=True)
+
+  def adapt_calls(self, group: list) -> list:
+    """The adaptation stages `group` ([plan.Call] of one learner program), those not done
+    run as ONE call with their runs side by side on the task axis (stacking): each stage's
+    runs start from its own backbone, adapters, critic and normaliser, with the keys they
+    have alone (`split(key of adapt/<split>, runs)`), so a stage's result is the same
+    stacked or alone. Returns the stages' results, in `group`'s order.
+
+    The call checkpoints under checkpoints/<first stage>[+<n more>]/ and writes each
+    stage's result file at its end: run_s and compile_s split over the stages by env steps,
+    the call's own under `call` (the stages stacked, its wall and compile seconds)."""
+    todo = [call for call in group if not os.path.exists(self.path('results', f'{call.stage}.json'))]
+    if todo:
+      self._adapt_together(todo)
+    return [self.result(call.stage) for call in group]
+
+  def _adapt_together(self, todo: list) -> None:
+    c = self.config
+    learners = {self.adapt_learner(call.method) for call in todo}
+    if len(learners) != 1:
+      raise ValueError(f'stages {[call.stage for call in todo]} do not share one learner program')
     runs = c.adapt.num_tasks * c.adapt.seeds
-    params = self.start_params(method_name, split, runs)
-    name = f'adapt_{method_name}_{split}'
-    out, state, ckpt = self.learner_stage(
-        name, learner, _key(c, f'adapt/{split}'), adapt.repeat_tasks(self.tasks[split], c.adapt.seeds),
-        params, method=method_name, split=split)
-    if state is not None:
-      self.finish(name, out, ckpt)
-    return out
+    starts = [self.start_params(call.method, call.split, runs) for call in todo]
+    per_run = len(todo) > 1
+    params = _per_run_starts(starts, runs, self.family.obs_size) if per_run else starts[0]
+    keys = jax.numpy.concatenate([jax.random.split(_key(c, f'adapt/{call.split}'), runs)
+                                  for call in todo])
+    task_set = jax.tree.map(lambda *x: jax.numpy.concatenate(x), *[
+        adapt.repeat_tasks(self.tasks[call.split], c.adapt.seeds) for call in todo])
+    name = todo[0].stage + (f'+{len(todo) - 1}' if per_run else '')
+    parts = [(call.stage, slice(i * runs, (i + 1) * runs),
+              {'method': call.method, 'split': call.split}) for i, call in enumerate(todo)]
+    out, state, ckpt = self.learner_stage(name, learners.pop(), keys, task_set, params,
+                                          per_run_backbone=per_run, parts=parts)
+    if state is None:      # only a single stage can be found done here (adapt_calls)
+      return
+    stages = [call.stage for call in todo]
+    for stage, runs_of, _ in parts:
+      share = 1.0 / len(todo)    # the stages of a call have equal runs and budgets
+      self.finish(stage, dict(
+          out, curves=out['curves'][runs_of], run_s=out['run_s'] * share,
+          compile_s=out['compile_s'] * share, env_steps=out['env_steps'] // len(todo),
+          call={'stages': stages, 'run_s': out['run_s'], 'compile_s': out['compile_s']}))
+    ckpt.remove()
 
   def budgets(self) -> dict:
     """Env steps per task of each phase, and the test runs (stated beside the claims)."""
@@ -444,16 +491,21 @@ class Experiment:
   def run(self) -> dict:
     needs_meta = needs_meta_backbone(self.methods)
     calls = plan.calls(self.config, self.methods, self.splits)
-    print(plan.describe(calls), flush=True)
+    print(plan.describe(calls, self.config.adapt.stack), flush=True)
     if needs_meta:
       self.inherited()    # meta-trains first, or checks --config.backbone_from's checkpoint
     random_return = self.random_return()
     results = {m: {} for m in self.methods}
-    for call in calls:    # a baseline's meta stage runs within its first adaptation stage
-      if call.method is not None:
-        results[call.method][call.split] = (
-            baselines.get(call.method).adapt(self, call.split)
-            if call.method in baselines.NAMES else self.adapt(call.method, call.split))
+    groups = plan.stacked(calls) if self.config.adapt.stack else [[call] for call in calls]
+    for group in groups:  # a baseline's meta stage runs within its first adaptation stage
+      if group[0].method is None:
+        continue          # meta-training, done above
+      if group[0].method in baselines.NAMES:
+        outs = [baselines.get(call.method).adapt(self, call.split) for call in group]
+      else:
+        outs = self.adapt_calls(group)
+      for call, out in zip(group, outs, strict=True):
+        results[call.method][call.split] = out
     stages = [r for per in results.values() for r in per.values()]
     meta_stages = ['meta_train'] if needs_meta and not self.config.backbone_from else []
     meta_stages += [baselines.get(m).META_STAGE for m in self.methods if m in baselines.NAMES]
@@ -479,6 +531,22 @@ class Experiment:
     return out
 
 
+def _per_run_starts(starts: list, runs: int, obs_size: int) -> dict:
+  """The start params of several stages (Experiment.start_params, `runs` runs each) as one
+  per-run pytree: everything a stage's runs share tiled over its runs, then the stages
+  concatenated on the task axis. A stage without inherited statistics gets the empty
+  normaliser its learner would start from."""
+  def tiled(p):
+    p = dict(p, obs_stats=normalizer.from_tree(p.get('obs_stats', normalizer.init(obs_size))))
+    return {k: v if k == 'adapters' else tasks_base.tile(v, runs) for k, v in p.items()}
+
+  parts = [tiled(p) for p in starts]
+  if len({tuple(sorted(p)) for p in parts}) != 1:
+    raise ValueError('stacked stages start from different kinds of params: '
+                     f'{[sorted(p) for p in parts]}')
+  return jax.tree.map(lambda *x: jax.numpy.concatenate(x), *parts)
+
+
 def _check_workdir(path: str) -> None:
   """One line naming the fix if `path` is a file or cannot be written."""
   if os.path.exists(path) and not os.path.isdir(path):
@@ -493,14 +561,24 @@ def _check_workdir(path: str) -> None:
                      'a --workdir you can write to.')
 
 
+# Fields that change how a run executes, not its results: a run directory written before one
+# was added resumes under any value of it.
+NEUTRAL_FIELDS = ('adapt.stack',)
+_ABSENT = object()
+
+
 def _flat_diff(old, new, prefix=''):
-  """'field: old -> new' for every leaf that differs between two nested dicts."""
+  """'field: old -> new' for every leaf that differs between two nested dicts (a field of
+  NEUTRAL_FIELDS absent from `old` differs from nothing)."""
   keys = set(old) | set(new) if isinstance(old, dict) and isinstance(new, dict) else None
   if keys is None:
-    return [] if old == new else [f'{prefix[:-1]}: {old!r} -> {new!r}']
+    if old is _ABSENT and prefix[:-1] in NEUTRAL_FIELDS:
+      return []
+    shown = [None if v is _ABSENT else v for v in (old, new)]
+    return [] if old == new else [f'{prefix[:-1]}: {shown[0]!r} -> {shown[1]!r}']
   out = []
   for k in sorted(keys):
-    out += _flat_diff(old.get(k), new.get(k), f'{prefix}{k}.')
+    out += _flat_diff(old.get(k, _ABSENT), new.get(k, _ABSENT), f'{prefix}{k}.')
   return out
 
 

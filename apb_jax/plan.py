@@ -6,10 +6,11 @@
 A `Call` is one learner stage: one jitted learner program over all its runs on the task axis,
 writing one result file (`results/<stage>.json`). Its `program` names what two stages must
 share to run as one call with their runs side by side on the task axis (the learner, its mode
-and critic setup, the budget and evaluation schedule): `stacked(calls)` groups them so. The
-time estimate (estimate.py) and the printed plan read this list; the experiment runs its
-stages in this order. Stages run one call each today; `stacked` is the plan a stacking
-runner would follow (issue 31), and what the GPU projection counts.
+and critic setup, the budget and evaluation schedule): `stacked(calls)` groups them so, and
+the experiment runs each group as one call (`Experiment.adapt_calls`; one call per stage
+with --config.adapt.stack=false). The time estimate (estimate.py), the printed plan and the
+GPU projection read this list. The meta-RL baselines' stages run one call each (their
+programs differ per split here: their adaptation runs through baselines/stage.py).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def calls(config, methods, splits) -> list[Call]:
     if method in baselines.NAMES:
       out.append(Call(baselines.get(method).META_STAGE, (method, 'meta'), c.meta.num_tasks,
                       c.meta.total_steps * c.baselines.meta_factor))
-      program = (method, 'adapt')
+      program = (method, 'adapt', len(out))     # one call per stage (module docstring)
     else:
       m = adapt.method(method)
       critic_mode, _ = adapt.critic_setup(method, c.adapt.critic)
@@ -67,12 +68,14 @@ def stacked(plan: list[Call]) -> list[list[Call]]:
   return list(groups.values())
 
 
-def describe(plan: list[Call]) -> str:
-  """The plan in a few lines: each call's runs and env steps, and the stacked calls."""
-  lines = [f'plan: {len(plan)} learner calls, {sum(c.env_steps for c in plan):,} env steps']
+def describe(plan: list[Call], stack: bool = True) -> str:
+  """The plan in a few lines: each stage's runs and env steps, and the calls that run them
+  (stacked by program, or one per stage)."""
+  lines = [f'plan: {len(plan)} learner stages, {sum(c.env_steps for c in plan):,} env steps']
   lines += [f'  {c.stage}: {c.runs} runs x {c.steps:,} steps' for c in plan]
-  groups = stacked(plan)
-  lines.append(f'stacked by program, {len(groups)} calls would do it:')
+  groups = stacked(plan) if stack else [[c] for c in plan]
+  how = '(stacked by program):' if stack else '(--config.adapt.stack=false):'
+  lines.append(f'run as {len(groups)} call{"s" * (len(groups) != 1)} {how}')
   lines += [f'  {sum(c.runs for c in g)} runs: {" + ".join(c.stage for c in g)}'
             for g in groups]
   return '\n'.join(lines)

@@ -281,3 +281,35 @@ def test_actor_delay_trains_only_the_critic_until_it_ends(algo):
   assert any(jax.tree.leaves(moved))     # the probe's obs is 0: its output bias moves
   with pytest.raises(ValueError, match='actor_delay=100 must be a non-negative multiple'):
     PROBE.replace(actor_delay=100)
+
+
+def _per_run(params, k):
+  """`params` with the backbone tiled per run (a per-run-backbone trainer's input)."""
+  return dict(params, backbone=jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *x.shape)),
+                                             params['backbone']))
+
+
+@pytest.mark.parametrize('mode', ['adapters', 'all'])
+def test_two_stages_over_different_backbones_in_one_call_equal_each_alone(mode):
+  """Stacking (plan.py): runs of two stages, each with its own backbone and stage key, side
+  by side on the task axis of one per-run-backbone call, train exactly as each stage alone
+  (with its one backbone shared by its runs)."""
+  config = PROBE.replace(mode=mode, total_steps=1024, eval_every=512, warmup_steps=128)
+  family = make_probe('observation')
+  tasks = family.sample(_key(0), 2 * K, 'train')
+  stages = [(_init_params(K, seed=1), _key(5)), (_init_params(K, seed=7), _key(6))]
+  alone = [make_train(config, family).train(key, jax.tree.map(lambda x, i=i: x[i * K:(i + 1) * K], tasks),
+                                            params, show_progress=False)
+           for i, (params, key) in enumerate(stages)]
+  stacked = jax.tree.map(lambda *x: jnp.concatenate(x), *[_per_run(p, K) for p, _ in stages])
+  keys = jnp.concatenate([jax.random.split(key, K) for _, key in stages])
+  together = make_train(config, family, per_run_backbone=True).train(
+      keys, tasks, stacked, show_progress=False)
+  np.testing.assert_array_equal(together.curves, np.concatenate([r.curves for r in alone]))
+  for i, r in enumerate(alone):     # bit for bit on this CPU (measured), not just close
+    part = jax.tree.map(lambda x, i=i: x[i * K:(i + 1) * K], together.state.agent)
+    chex.assert_trees_all_equal(part, r.state.agent)
+  backbones = together.state.shared.backbone          # one per run, the frozen start in 'adapters'
+  chex.assert_tree_shape_prefix(backbones, (2 * K,))
+  if mode == 'adapters':
+    chex.assert_trees_all_equal(backbones, stacked['backbone'])

@@ -15,9 +15,11 @@ from apb_jax.learners.ppo import PPOTrainer
 from apb_jax.learners.train import LearnerState, Trainer
 
 
-def make_train(config, family):
-  """The trainer for `config`: `ppo.PPOTrainer` for a PPOConfig, else `train.Trainer`."""
-  return PPOTrainer(config, family) if isinstance(config, PPOConfig) else Trainer(config, family)
+def make_train(config, family, per_run_backbone: bool = False):
+  """The trainer for `config`: `ppo.PPOTrainer` for a PPOConfig, else `train.Trainer`;
+  `per_run_backbone`: each run starts from its own backbone (loop.HostLoop)."""
+  cls = PPOTrainer if isinstance(config, PPOConfig) else Trainer
+  return cls(config, family, per_run_backbone)
 
 
 __all__ = ['LearnerConfig', 'LearnerState', 'PPOConfig', 'PPOTrainer', 'Trainer', 'TrainResult', 'make_train']

@@ -50,13 +50,41 @@ def check_adapters(init_params, k: int) -> None:
           f'of shape {leaf.shape}); build them with jax.vmap(policy.init_adapters).')
 
 
-def place(rng, tasks, init_params):
-  """(per-task rngs, tasks, adapters, backbone) placed on the task mesh (see sharding.py)."""
+def run_keys(rng, k: int):
+  """`rng` (one key, split over the K runs, or K keys `[K, 2]`, one per run) -> `[K, 2]`.
+
+  One key per run lets runs of several stages share one call (stacked) with the keys each
+  run would have had alone: run i of a stage keyed `r` gets `split(r, runs)[i]` either way."""
+  if np.ndim(rng) == 2:
+    if np.shape(rng)[0] != k:
+      raise ValueError(f'{np.shape(rng)[0]} run keys for {k} tasks; pass one key, or one per '
+                       'task (jax.random.split(rng, K)).')
+    return rng
+  return jax.random.split(rng, k)
+
+
+def place(rng, tasks, init_params, per_run_backbone: bool = False):
+  """(per-task rngs, tasks, adapters, backbone) placed on the task mesh (see sharding.py):
+  the backbone replicated, or with `per_run_backbone` (leaves `[K, ...]`) split like the
+  adapters."""
   k = jax.tree.leaves(tasks)[0].shape[0]
   check_adapters(init_params, k)
   tasks, adapters = sharding.shard_tasks((tasks, init_params['adapters']))
-  rngs = sharding.shard_tasks(jax.random.split(rng, k))
-  return rngs, tasks, adapters, sharding.replicate(init_params['backbone'])
+  rngs = sharding.shard_tasks(run_keys(rng, k))
+  return rngs, tasks, adapters, place_shared(init_params['backbone'], per_run_backbone, k)
+
+
+def place_shared(tree, per_run: bool, k: int):
+  """What all runs share at the start (a backbone, a critic backbone, adapters to start
+  from): one copy replicated, or with `per_run` one per run (leaves `[K, ...]`), split over
+  the task mesh."""
+  if not per_run:
+    return sharding.replicate(tree)
+  for leaf in jax.tree.leaves(tree):
+    if np.ndim(leaf) < 1 or np.shape(leaf)[0] != k:
+      raise ValueError(f'a per-run start needs a leading axis of {k} runs (got a leaf of '
+                       f'shape {np.shape(leaf)}); tile it (tasks.base.tile) per run.')
+  return sharding.shard_tasks(tree)
 
 
 class HostLoop:
@@ -66,7 +94,17 @@ class HostLoop:
   state_axes = None
   inherits_obs_stats = False   # True: `init` starts state.agent.obs_stats from init_params'
 
-  def __init__(self, config, family):
+  def __init__(self, config, family, per_run_backbone: bool = False):
+    """`per_run_backbone`: every run starts from its own backbone (and critic backbone and
+    normaliser; `init_params` leaves `[K, ...]`), so stages over different backbones share
+    one call (plan.py's stacking); the learner's modes 'adapters' and 'all' only."""
+    if per_run_backbone and config.mode not in ('adapters', 'all'):
+      raise ValueError(f'per-run backbones need mode adapters or all, not {config.mode!r} '
+                       '(modes shared and tied hold one copy for all runs).')
+    self.per_run_backbone = per_run_backbone
+    if per_run_backbone:   # the shared part of the state is batched like the rest
+      self.state_axes = self.state_axes.replace(shared=0)
+      self.init_axes = (0,) * len(self.init_axes)
     self.config = config
     self.family = family
     self.env = family.env
@@ -87,13 +125,15 @@ class HostLoop:
 
   def _init_args(self, rng, tasks, init_params) -> tuple:
     """`_init_one`'s arguments for all tasks: (per-task rngs, tasks, adapters, backbone)."""
-    return place(rng, tasks, init_params)
+    return place(rng, tasks, init_params, self.per_run_backbone)
 
   def init(self, rng, tasks, init_params):
     """Batched learner state for K tasks: `tasks` leaves `[K, ...]`, `init_params =
     {'backbone': unbatched, 'adapters': leaves [K, ...]}`, and, where the learner
     `inherits_obs_stats` (SAC/TD3, PPO), optionally `'obs_stats'`: a Normalizer (unbatched)
-    every task's normaliser starts from (e.g. meta-training's) instead of an empty one. A
+    every task's normaliser starts from (e.g. meta-training's) instead of an empty one. With
+    `per_run_backbone` every leaf but the adapters' also leads with `[K]`. `rng`: one key or
+    one per run (`run_keys`). A
     state too large for the devices stops here, before anything compiles
     (memory.check_fits)."""
     args = self._init_args(rng, tasks, init_params)
@@ -104,8 +144,9 @@ class HostLoop:
     stats = init_params.get('obs_stats') if self.inherits_obs_stats else None
     if stats is None:
       return state
-    stats = sharding.shard_tasks(jax.tree.map(
-        lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), normalizer.from_tree(stats)))
+    stats = normalizer.from_tree(stats)
+    stats = place_shared(stats, True, k) if self.per_run_backbone else sharding.shard_tasks(
+        jax.tree.map(lambda x: jnp.broadcast_to(x, (k, *jnp.shape(x))), stats))
     return state.replace(agent=state.agent.replace(obs_stats=stats))
 
   def compile(self, state) -> float:

@@ -238,5 +238,5 @@ class PPOTrainer(loop.HostLoop):
         carry=policy.initial_carry((c.eval_episodes,), c.policy))
 
 
-def make_train(config: PPOConfig, family) -> PPOTrainer:
-  return PPOTrainer(config, family)
+def make_train(config: PPOConfig, family, per_run_backbone: bool = False) -> PPOTrainer:
+  return PPOTrainer(config, family, per_run_backbone)

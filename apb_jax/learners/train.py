@@ -40,7 +40,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from apb_jax import evaluation
-from apb_jax.learners import agents, exploration, loop, normalizer, sharding
+from apb_jax.learners import agents, exploration, loop, normalizer
 from apb_jax.learners import replay as replay_lib
 from apb_jax.learners.config import LearnerConfig
 from apb_jax.learners.loop import TrainResult  # noqa: F401  (re-exported)
@@ -85,9 +85,10 @@ class Trainer(loop.HostLoop):
     """Adds the APB critic's twin backbone, `init_params['critic_backbone']` (unbatched; None
     for critic_mode 'mlp'), shared by every task at the start, and its adapters at the start,
     `init_params['critic_adapters']` (unbatched, every task starts from them; None: fresh)."""
-    return (*loop.place(rng, tasks, init_params),
-            sharding.replicate(init_params.get('critic_backbone')),
-            sharding.replicate(init_params.get('critic_adapters')))
+    k, per_run = jax.tree.leaves(tasks)[0].shape[0], self.per_run_backbone
+    return (*loop.place(rng, tasks, init_params, per_run),
+            loop.place_shared(init_params.get('critic_backbone'), per_run, k),
+            loop.place_shared(init_params.get('critic_adapters'), per_run, k))
 
   def _init_one(self, rng, task, adapters, backbone, critic_backbone,
                 critic_adapters) -> LearnerState:
@@ -202,5 +203,5 @@ class Trainer(loop.HostLoop):
     task = jax.tree.map(lambda x: x[0], ls.env_state.info['task'])
     return evaluation.episode_return(self.env, act, rng, task, c.eval_episodes)
 
-def make_train(config: LearnerConfig, family) -> Trainer:
-  return Trainer(config, family)
+def make_train(config: LearnerConfig, family, per_run_backbone: bool = False) -> Trainer:
+  return Trainer(config, family, per_run_backbone)
