@@ -435,46 +435,58 @@ class Experiment:
 
   def adapt_calls(self, group: list) -> list:
     """The adaptation stages `group` ([plan.Call] of one learner program), those not done
-    run as ONE call with their runs side by side on the task axis (stacking): each stage's
-    runs start from its own backbone, adapters, critic and normaliser, with the keys they
-    have alone (`split(key of adapt/<split>, runs)`), so a stage's result is the same
-    stacked or alone. Returns the stages' results, in `group`'s order.
-
-    The call checkpoints under checkpoints/<first stage>[+<n more>]/ and writes each
-    stage's result file at its end: run_s and compile_s split over the stages by env steps,
-    the call's own under `call` (the stages stacked, its wall and compile seconds)."""
+    run as ONE call (stacked_stage), each stage's runs from its own backbone, adapters,
+    critic and normaliser. Returns the stages' results, in `group`'s order."""
     todo = [call for call in group if not os.path.exists(self.path('results', f'{call.stage}.json'))]
     if todo:
       self._adapt_together(todo)
     return [self.result(call.stage) for call in group]
 
   def _adapt_together(self, todo: list) -> None:
-    c = self.config
     learners = {self.adapt_learner(call.method) for call in todo}
     if len(learners) != 1:
       raise ValueError(f'stages {[call.stage for call in todo]} do not share one learner program')
-    runs = c.adapt.num_tasks * c.adapt.seeds
+    runs = self.config.adapt.num_tasks * self.config.adapt.seeds
     starts = [self.start_params(call.method, call.split, runs) for call in todo]
     per_run = len(todo) > 1
     params = _per_run_starts(starts, runs, self.family.obs_size) if per_run else starts[0]
-    keys = jax.numpy.concatenate([jax.random.split(_key(c, f'adapt/{call.split}'), runs)
-                                  for call in todo])
+    self.stacked_stage([(call.stage, call.method, call.split) for call in todo],
+                       learners.pop(), params, per_run_backbone=per_run)
+
+  def stacked_stage(self, stages: list, learner, init_params, make=None,
+                    per_run_backbone=False, env_steps_per_run=None) -> None:
+    """Adaptation stages `stages` ([(stage, method, split)], none done, one learner program)
+    as ONE call of `learner_stage`, their runs (tasks x seeds each) side by side on the task
+    axis with the keys each run has alone (`split(key of adapt/<split>, runs)`), so a stage's
+    result is the same stacked or alone. `init_params`: shared by every run, or per run
+    (`per_run_backbone`); `make`: the trainer (learner_stage's).
+
+    The call checkpoints under checkpoints/<first stage>[+<n more>]/ and writes each
+    stage's result file at its end: run_s and compile_s split evenly over the stages (equal
+    runs and budgets), the call's own under `call` (the stages stacked, its wall and compile
+    seconds); env_steps = runs x `env_steps_per_run` (default the learner's total_steps)."""
+    c = self.config
+    runs = c.adapt.num_tasks * c.adapt.seeds
+    keys = jax.numpy.concatenate([jax.random.split(self.key(f'adapt/{split}'), runs)
+                                  for _, _, split in stages])
     task_set = jax.tree.map(lambda *x: jax.numpy.concatenate(x), *[
-        adapt.repeat_tasks(self.tasks[call.split], c.adapt.seeds) for call in todo])
-    name = todo[0].stage + (f'+{len(todo) - 1}' if per_run else '')
-    parts = [(call.stage, slice(i * runs, (i + 1) * runs),
-              {'method': call.method, 'split': call.split}) for i, call in enumerate(todo)]
-    out, state, ckpt = self.learner_stage(name, learners.pop(), keys, task_set, params,
-                                          per_run_backbone=per_run, parts=parts)
-    if state is None:      # only a single stage can be found done here (adapt_calls)
+        adapt.repeat_tasks(self.tasks[split], c.adapt.seeds) for _, _, split in stages])
+    name = stages[0][0] + (f'+{len(stages) - 1}' if len(stages) > 1 else '')
+    parts = [(stage, slice(i * runs, (i + 1) * runs), {'method': method, 'split': split})
+             for i, (stage, method, split) in enumerate(stages)]
+    out, state, ckpt = self.learner_stage(name, learner, keys, task_set, init_params,
+                                          make=make, per_run_backbone=per_run_backbone,
+                                          parts=parts)
+    if state is None:      # a lone stage found done: its result file is written
       return
-    stages = [call.stage for call in todo]
+    share = 1.0 / len(stages)
+    env_steps = runs * (env_steps_per_run or learner.total_steps)
     for stage, runs_of, _ in parts:
-      share = 1.0 / len(todo)    # the stages of a call have equal runs and budgets
       self.finish(stage, dict(
           out, curves=out['curves'][runs_of], run_s=out['run_s'] * share,
-          compile_s=out['compile_s'] * share, env_steps=out['env_steps'] // len(todo),
-          call={'stages': stages, 'run_s': out['run_s'], 'compile_s': out['compile_s']}))
+          compile_s=out['compile_s'] * share, env_steps=env_steps,
+          call={'stages': [p[0] for p in parts], 'run_s': out['run_s'],
+                'compile_s': out['compile_s']}))
     ckpt.remove()
 
   def budgets(self) -> dict:
@@ -501,7 +513,7 @@ class Experiment:
       if group[0].method is None:
         continue          # meta-training, done above
       if group[0].method in baselines.NAMES:
-        outs = [baselines.get(call.method).adapt(self, call.split) for call in group]
+        outs = baselines.get(group[0].method).adapt(self, [call.split for call in group])
       else:
         outs = self.adapt_calls(group)
       for call, out in zip(group, outs, strict=True):

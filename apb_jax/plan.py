@@ -9,8 +9,8 @@ share to run as one call with their runs side by side on the task axis (the lear
 and critic setup, the budget and evaluation schedule): `stacked(calls)` groups them so, and
 the experiment runs each group as one call (`Experiment.adapt_calls`; one call per stage
 with --config.adapt.stack=false). The time estimate (estimate.py), the printed plan and the
-GPU projection read this list. The meta-RL baselines' stages run one call each (their
-programs differ per split here: their adaptation runs through baselines/stage.py).
+GPU projection read this list. A meta-RL baseline's splits share one call (its program,
+baselines/stage.py), its meta-training one of its own.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def calls(config, methods, splits) -> list[Call]:
     if method in baselines.NAMES:
       out.append(Call(baselines.get(method).META_STAGE, (method, 'meta'), c.meta.num_tasks,
                       c.meta.total_steps * c.baselines.meta_factor))
-      program = (method, 'adapt', len(out))     # one call per stage (module docstring)
+      program = (method, 'adapt')
     else:
       m = adapt.method(method)
       critic_mode, _ = adapt.critic_setup(method, c.adapt.critic)

@@ -31,8 +31,9 @@ class _Stop(Exception):
   pass
 
 
-# Every meta stage, and the adaptation stages that run in chunks (RL^2's is one program).
-STOP_IN = ('meta_rl2', 'meta_pearl', 'adapt_pearl_test_id', 'meta_maml', 'adapt_maml_test_id')
+# Every meta stage, and the adaptation calls that run in chunks (both splits stacked; RL^2's
+# is one program).
+STOP_IN = ('meta_rl2', 'meta_pearl', 'adapt_pearl_test_id+1', 'meta_maml', 'adapt_maml_test_id+1')
 
 
 def test_baseline_stages_report_and_resume_after_a_stop(tmp_path, monkeypatch):
@@ -72,6 +73,14 @@ def test_baseline_stages_report_and_resume_after_a_stop(tmp_path, monkeypatch):
     for split in ('test_id', 'test_ood'):
       np.testing.assert_array_equal(resumed['methods'][name][split]['curve']['mean'],
                                     full['methods'][name][split]['curve']['mean'])
+  # both splits in one call equal one call per split (XLA:CPU rounds per batch size)
+  alone = experiment.run(_config(**{'adapt.stack': False}), str(tmp_path / 'alone'),
+                         show_progress=False, family=BANDIT)
+  for name in BASELINES:
+    stacked = files.read_json(str(tmp_path / 'full' / 'results' / f'adapt_{name}_test_ood.json'))
+    assert stacked['call']['stages'] == [f'adapt_{name}_test_id', f'adapt_{name}_test_ood']
+    chex.assert_trees_all_close(alone['methods'][name], full['methods'][name],
+                                rtol=1e-4, atol=1e-4)
 
 
 def test_bad_baseline_settings_stop_at_once_with_the_fix(tmp_path):

@@ -248,8 +248,9 @@ def stage_config(config, episode_length: int) -> MAMLConfig:
                         k: v for k, v in m.items()})
 
 
-def adapt(exp, split: str) -> dict:
-  """Stage adapt_maml_<split> (meta-training first if needed): inner steps through the budget."""
+def adapt(exp, splits) -> list:
+  """Stages adapt_maml_<split> of `splits` (meta-training first if needed), one call: inner
+  steps through the budget; their results in `splits`' order."""
   c, family = exp.config, exp.family
   learner = stage_config(c, family.episode_length)
   params = stage.tied_params(exp.key(f'{META_STAGE}/init'), family, learner.policy,
@@ -258,5 +259,5 @@ def adapt(exp, split: str) -> dict:
                              lambda s: {'meta': s.meta, 'obs_stats': s.obs_stats},
                              make=MAMLTrainer)
   trained['obs_stats'] = normalizer.from_tree(trained['obs_stats'])
-  return stage.update_stage(exp, 'maml', split, adaptation(family.env, learner), trained,
+  return stage.update_stage(exp, 'maml', splits, adaptation(family.env, learner), trained,
                             learner.inner_batch_steps)

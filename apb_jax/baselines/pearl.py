@@ -299,9 +299,9 @@ def stage_config(config, episode_length: int = 0) -> PEARLConfig:
   return PEARLConfig(sac=sac, normalize_obs=config.rl.normalize_obs, **p)
 
 
-def adapt(exp, split: str) -> dict:
-  """Stage adapt_pearl_<split> (meta-training first if needed): context grows episode by
-  episode through the budget."""
+def adapt(exp, splits) -> list:
+  """Stages adapt_pearl_<split> of `splits` (meta-training first if needed), one call:
+  context grows episode by episode through the budget; their results in `splits`' order."""
   c, family = exp.config, exp.family
   learner = stage_config(c)
   params = stage.tied_params(exp.key(f'{META_STAGE}/init'), family, learner.sac.policy,
@@ -312,5 +312,5 @@ def adapt(exp, split: str) -> dict:
                                                'obs_stats': s.obs_stats}),
       make=PEARLTrainer)
   trained['obs_stats'] = normalizer.from_tree(trained['obs_stats'])
-  return stage.update_stage(exp, 'pearl', split, adaptation(family.env, learner), trained,
+  return stage.update_stage(exp, 'pearl', splits, adaptation(family.env, learner), trained,
                             family.episode_length)

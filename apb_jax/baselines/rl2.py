@@ -93,8 +93,9 @@ def episode_returns(trained: dict, family: TaskFamily, config: PPOConfig, rng, t
                          tasks)
 
 
-def adapt(exp, split: str) -> dict:
-  """Stage adapt_rl2_<split> (meta-training first if needed): trials on the split's runs."""
+def adapt(exp, splits) -> list:
+  """Stages adapt_rl2_<split> of `splits` (meta-training first if needed): trials on the
+  splits' runs, one program; their results in `splits`' order."""
   c = exp.config
   family = trial_family(exp.family, c.baselines.rl2.trial_episodes)
   learner = stage_config(c)
@@ -102,7 +103,7 @@ def adapt(exp, split: str) -> dict:
                              c.meta.num_tasks)
   trained = stage.meta_stage(exp, META_STAGE, learner, params, family, _first)
   return stage.adapt_stage(
-      exp, 'rl2', split,
+      exp, 'rl2', splits,
       lambda trained, rng, tasks: episode_returns(trained, family, learner, rng, tasks,
                                                   c.rl.eval_episodes),
       trained, exp.family.episode_length, min(c.adapt.total_steps, family.episode_length))

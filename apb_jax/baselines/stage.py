@@ -1,8 +1,8 @@
 """The two pipeline stages every baseline has: meta-training, then adaptation on a split.
 
     trained = meta_stage(exp, 'meta_pearl', learner, params, family, extract)
-    out = update_stage(exp, 'pearl', split, rule, trained, steps_per_update)   # PEARL, MAML
-    out = adapt_stage(exp, 'rl2', split, per_index, steps_per_index, env_steps)  # RL^2
+    outs = update_stage(exp, 'pearl', splits, rule, trained, steps_per_update)  # PEARL, MAML
+    outs = adapt_stage(exp, 'rl2', splits, per_index, steps_per_index, env_steps)  # RL^2
 
 `exp` is the running `experiment.Experiment` (its run directory, keys, task
 sets and resumable `learner_stage`).
@@ -11,11 +11,12 @@ A baseline whose adaptation is a sequence of updates (PEARL folds in an episode
 of context, MAML takes an inner step) writes its rule for one run as an
 `Adaptation`; `AdaptLoop` runs it on the shared host loop (learners/loop.py),
 so its stage is chunked, shows progress, checkpoints after every chunk and
-resumes like APB's stages, and evaluates only at APB's evaluation points.
+resumes like APB's stages, and evaluates only at APB's evaluation points; the splits'
+stages run as one call (Experiment.stacked_stage), their runs side by side.
 `per_update_returns` runs the same rule with the same keys evaluating after
 every update (the tests' per-episode view): at an evaluation point both give
 the same value. RL^2 has no updates (trials with the hidden state): its stage
-is one short program (`adapt_stage`).
+is one short program over both splits (`adapt_stage`).
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def tied_params(rng, family, policy_config, k: int, obs_size: int | None = None)
 
 def over_runs(run_fn, rng, tasks) -> jax.Array:
   """`run_fn(rng, task)` on every run (`tasks` leaves [runs, ...]), vmapped, one key per run
-  split from `rng` (so run r alone, with key r, gives the same result)."""
+  split from `rng`, or `rng` itself if it holds one per run ([runs, 2]: loop.run_keys), so
+  run r alone, with key r, gives the same result."""
   runs = jax.tree.leaves(tasks)[0].shape[0]
-  return jax.vmap(run_fn)(jax.random.split(rng, runs), tasks)
+  return jax.vmap(run_fn)(loop.run_keys(rng, runs), tasks)
 
 
 def value_at_budget(per_index: np.ndarray, steps, steps_per_index: int) -> np.ndarray:
@@ -148,7 +150,7 @@ class AdaptLoop(loop.HostLoop):
 
   def _init_args(self, rng, tasks, trained) -> tuple:
     k = jax.tree.leaves(tasks)[0].shape[0]
-    return (sharding.shard_tasks(jax.random.split(rng, k)), sharding.shard_tasks(tasks),
+    return (sharding.shard_tasks(loop.run_keys(rng, k)), sharding.shard_tasks(tasks),
             sharding.replicate(trained))
 
   def _init_one(self, rng, task, trained) -> AdaptState:
@@ -174,59 +176,65 @@ class AdaptLoop(loop.HostLoop):
     return self.rule.evaluate(s.trained, s.carry, jax.random.fold_in(s.k_eval, s.updates), s.task)
 
 
-def update_stage(exp, method: str, split: str, rule: Adaptation, trained,
-                 steps_per_update: int) -> dict:
-  """Stage adapt_<method>_<split>: `rule` on the split's runs (tasks x seeds) with APB's
-  budget and evaluation points, on the shared host loop (chunks, progress, checkpoints)."""
+def _todo(exp, method: str, splits) -> list:
+  """[(stage, method, split)] of `method`'s adaptation stages on `splits` not yet done."""
+  return [(f'adapt_{method}_{split}', method, split) for split in splits
+          if not os.path.exists(exp.path('results', f'adapt_{method}_{split}.json'))]
+
+
+def update_stage(exp, method: str, splits, rule: Adaptation, trained,
+                 steps_per_update: int) -> list:
+  """Stages adapt_<method>_<split> of `splits`: `rule` on each split's runs (tasks x seeds)
+  with APB's budget and evaluation points, in one call on the shared host loop (chunks,
+  progress, checkpoints); returns their results in `splits`' order."""
   c = exp.config
-  name = f'adapt_{method}_{split}'
   learner = AdaptLoopConfig(algo=method, total_steps=c.adapt.total_steps,
                             eval_every=c.adapt.eval_every, steps_per_update=steps_per_update)
-  out, _, ckpt = exp.learner_stage(
-      name, learner, exp.key(f'adapt/{split}'), adapt.repeat_tasks(exp.tasks[split], c.adapt.seeds),
-      trained, make=lambda config, family: AdaptLoop(config, family, rule), method=method,
-      split=split)
-  if ckpt is not None:                  # just run (else read back, done before)
-    runs = np.asarray(out['curves']).shape[0]
-    out['env_steps'] = runs * learner.num_updates * steps_per_update   # whole updates only
-    exp.finish(name, out, ckpt)
-  return out
+  todo = _todo(exp, method, splits)
+  if todo:
+    exp.stacked_stage(todo, learner, trained,
+                      make=lambda config, family: AdaptLoop(config, family, rule),
+                      env_steps_per_run=learner.num_updates * steps_per_update)  # whole updates
+  return [exp.result(f'adapt_{method}_{split}') for split in splits]
 
 
-def adapt_stage(exp, method: str, split: str, per_index_fn, trained, steps_per_index: int,
-                env_steps_per_run: int) -> dict:
-  """Stage adapt_<method>_<split> as one program (RL^2's trials): `per_index_fn(trained, rng,
-  tasks) -> [runs, n]` on the split's runs (tasks x seeds), turned into curves at APB's
-  evaluation points.
+def adapt_stage(exp, method: str, splits, per_index_fn, trained, steps_per_index: int,
+                env_steps_per_run: int) -> list:
+  """Stages adapt_<method>_<split> of `splits` as one program (RL^2's trials):
+  `per_index_fn(trained, keys, tasks) -> [runs, n]` on the splits' runs side by side (tasks x
+  seeds each; `keys: [runs, 2]`, each split's `split(key of adapt/<split>, runs)`), turned
+  into curves at APB's evaluation points; returns their results in `splits`' order.
 
-  `trained` is an argument, not a constant of the compiled program, so both splits compile
-  to the same program (the second one comes from the persistent cache)."""
+  `trained` is an argument, not a constant of the compiled program."""
   c = exp.config
-  name = f'adapt_{method}_{split}'
-  result_path = exp.path('results', f'{name}.json')
-  if os.path.exists(result_path):
-    return exp.result(name)
-  tasks = adapt.repeat_tasks(exp.tasks[split], c.adapt.seeds)
-  rng = exp.key(f'adapt/{split}')
-  runs = jax.tree.leaves(tasks)[0].shape[0]
-  _say(exp, f'{name}: one program, {runs} runs x {c.adapt.total_steps} env steps; no progress '
-       'lines until it ends (a stop reruns the whole stage)')
-  start = time.perf_counter()
-  fn = jax.jit(per_index_fn).lower(trained, rng, tasks).compile()
-  compile_s = time.perf_counter() - start
-  per_index = np.asarray(fn(trained, rng, tasks))
-  steps = np.arange(c.adapt.total_steps // c.adapt.eval_every + 1) * c.adapt.eval_every
-  curves = value_at_budget(per_index, steps, steps_per_index)
-  run_s = time.perf_counter() - start
-  _say(exp, f'{name}: done in {run_s:.0f} s ({compile_s:.0f} s compiling), final eval '
-       f'return {curves[:, -1].mean():.2f}')
-  out = {'steps': steps.tolist(),
-         'curves': curves.tolist(),
-         'per_index': per_index.tolist(), 'steps_per_index': int(steps_per_index),
-         'run_s': run_s, 'compile_s': compile_s,
-         'env_steps': int(per_index.shape[0] * env_steps_per_run)}
-  exp.finish(name, out)
-  return out
+  todo = _todo(exp, method, splits)
+  if todo:
+    runs = c.adapt.num_tasks * c.adapt.seeds
+    tasks = jax.tree.map(lambda *x: jnp.concatenate(x), *[
+        adapt.repeat_tasks(exp.tasks[split], c.adapt.seeds) for _, _, split in todo])
+    keys = jnp.concatenate([jax.random.split(exp.key(f'adapt/{split}'), runs)
+                            for _, _, split in todo])
+    stages = [stage for stage, _, _ in todo]
+    _say(exp, f'{" + ".join(stages)}: one program, {runs * len(todo)} runs x '
+         f'{c.adapt.total_steps} env steps; no progress lines until it ends (a stop reruns it)')
+    start = time.perf_counter()
+    fn = jax.jit(per_index_fn).lower(trained, keys, tasks).compile()
+    compile_s = time.perf_counter() - start
+    per_index = np.asarray(fn(trained, keys, tasks))
+    steps = np.arange(c.adapt.total_steps // c.adapt.eval_every + 1) * c.adapt.eval_every
+    curves = value_at_budget(per_index, steps, steps_per_index)
+    run_s = time.perf_counter() - start
+    _say(exp, f'{" + ".join(stages)}: done in {run_s:.0f} s ({compile_s:.0f} s compiling), '
+         f'final eval return {curves[:, -1].mean():.2f}')
+    call = {'stages': stages, 'run_s': run_s, 'compile_s': compile_s}
+    for i, stage in enumerate(stages):
+      runs_of = slice(i * runs, (i + 1) * runs)
+      exp.finish(stage, {'steps': steps.tolist(), 'curves': curves[runs_of].tolist(),
+                         'per_index': per_index[runs_of].tolist(),
+                         'steps_per_index': int(steps_per_index),
+                         'run_s': run_s / len(stages), 'compile_s': compile_s / len(stages),
+                         'env_steps': int(runs * env_steps_per_run), 'call': call})
+  return [exp.result(f'adapt_{method}_{split}') for split in splits]
 
 
 def _say(exp, text: str):
