@@ -15,14 +15,13 @@ the new checkpoint, never half of one.
 from __future__ import annotations
 
 import os
-import shutil
 from typing import Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from apb_jax import files
+from apb_jax import files, hosts
 
 
 def _manager(directory: str) -> ocp.CheckpointManager:
@@ -77,7 +76,7 @@ class StageCheckpoints:
   def remove(self) -> None:
     """Deletes the stage's checkpoints (once its result is written)."""
     self._manager.close()
-    shutil.rmtree(self.directory, ignore_errors=True)
+    files.remove_tree(self.directory)
 
 
 def _size(x) -> int:
@@ -92,10 +91,9 @@ def _sized_leaves(tree) -> dict:
 def save_params(directory: str, params) -> None:
   """Saves a params pytree (e.g. the backbone) on its own, replacing any previous one."""
   directory = os.path.abspath(directory)
-  if os.path.exists(directory):
-    shutil.rmtree(directory)
+  files.remove_tree(directory)
   checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(directory, jax.device_get(params))
+  checkpointer.save(directory, hosts.to_host(params))
   checkpointer.wait_until_finished()
 
 

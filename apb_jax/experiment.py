@@ -25,7 +25,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 import zlib
@@ -34,7 +33,7 @@ import jax
 import numpy as np
 
 from apb_jax import (adapt, baselines, checkpoint, compile_stats, estimate, evaluation, files,
-                     inherit, meta_train, plan, policy, report)
+                     hosts, inherit, meta_train, plan, policy, report)
 from apb_jax import tasks
 from apb_jax.learners import make_train, networks, normalizer
 from apb_jax.tasks import base as tasks_base
@@ -75,13 +74,15 @@ class Experiment:
              episode_length=family.episode_length if family else tasks.EPISODE_LENGTH)
     compile_stats.install()
     self._compiled_before = compile_stats.snapshot()   # report.json's `compile`: this launch's
-    self.config, self.dir, self.show_progress = config, os.path.abspath(workdir), show_progress
+    self.config, self.dir = config, os.path.abspath(workdir)
+    self.show_progress = show_progress and hosts.writer()     # one process shows progress
     self.methods = csv(config.methods)
     self.splits = csv(config.splits)
     self._trainers = {}
     self._inherited = {}                  # checkpoint name -> what meta-training saved there
     self._last_chunk, self.estimate_line = None, None   # see _estimate
     found = self._read_dir()              # before the family is built: errors come at once
+    hosts.barrier('run directory read')   # by every process before process 0 writes to it
     self.family = family or tasks.make(config.task)
     self._prepare_dir(*found)
     self.log = MetricsLog(self.dir)
@@ -197,7 +198,7 @@ class Experiment:
     result_path = self.path('results', f'{name}.json')
     done = os.path.exists(result_path)
     if done and not keep_checkpoint:
-      shutil.rmtree(self.path('checkpoints', name), ignore_errors=True)
+      files.remove_tree(self.path('checkpoints', name))
       return self.result(name), None, None
     trainer = self._trainer(learner, family, make, per_run_backbone)
     ckpt = checkpoint.StageCheckpoints(self.path('checkpoints', name))
@@ -248,7 +249,8 @@ class Experiment:
                 if stage not in stages and not os.path.exists(self.path('results', f'{stage}.json')))
     self.estimate_line = estimate.line(total - done + later, chunk / (now - last[1]),
                                        ' + '.join(stages))
-    print(self.estimate_line, file=sys.stderr, flush=True)   # with or without progress bars
+    if hosts.writer():     # with or without progress bars
+      print(self.estimate_line, file=sys.stderr, flush=True)
 
   def finish(self, name, out, ckpt=None):
     """Writes the stage's result (which marks it done) unless written, then drops `ckpt`."""

@@ -3,18 +3,38 @@
     atomic_write(path, lambda f: f.write(b'...'))   # f: a binary file
     write_json(path, obj)
     read_json(path, fix='delete it to rerun the stage', keys=('steps',))   # RunFileError if bad
+    remove_tree(path)
+
+A run of several processes (hosts.py) calls these on every process: process 0 writes or
+removes, and every process waits until it has, so all read the same directory after.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from typing import Any, Callable, Sequence
+
+from apb_jax import hosts
 
 
 def atomic_write(path: str, write: Callable) -> None:
   """Calls `write(binary_file)` on a temporary file next to `path`, then renames it onto `path`."""
+  if hosts.writer():
+    _atomic_write(path, write)
+  hosts.barrier(f'written {path}')
+
+
+def remove_tree(path: str) -> None:
+  """Deletes the directory `path` if it is there."""
+  if hosts.writer():
+    shutil.rmtree(path, ignore_errors=True)
+  hosts.barrier(f'removed {path}')
+
+
+def _atomic_write(path: str, write: Callable) -> None:
   directory, name = os.path.split(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{name}.', suffix='.tmp')

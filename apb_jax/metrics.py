@@ -20,6 +20,8 @@ import time
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from apb_jax import hosts
+
 
 class MetricsLog:
 
@@ -29,6 +31,8 @@ class MetricsLog:
     self._run_dir, self._file, self._tb = run_dir, None, None
 
   def write(self, stage: str, step: int, metrics: dict, **tags) -> None:
+    if not hosts.writer():       # process 0 of a run over several processes writes the log
+      return
     if self._file is None:
       self._file = open(self.path, 'a', buffering=1)     # line-buffered: whole lines on disk
       self._tb = SummaryWriter(os.path.join(self._run_dir, 'tb'), flush_secs=10)

@@ -25,12 +25,22 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'experiments/configs/<family>.py:<profile>', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'run directory (created or resumed)')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'show progress while training')
+# Many processes (apb_jax/hosts.py): every process gets the same flags but its own id.
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0, for a run over several processes')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'processes of the run')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'this process: 0..num_processes-1')
+_HOSTS_AUTO = flags.DEFINE_bool('hosts_auto', False, 'join the processes the cluster '
+                                'started (SLURM, a TPU pod: jax.distributed auto-detection)')
 
 
 def parse_flags(argv):
   """absl's flag parsing, with config mistakes reported in one line that names the fix."""
   try:
     return flags.FLAGS(argv)
+  except OSError:                              # a --config.<field> read a file that is not there
+    given = [a.split('=', 1)[1] for a in argv[1:] if a.startswith('--config=')]
+    sys.exit(_no_config_file(given[-1] if given else ''))
   except (AttributeError, KeyError) as e:      # --config.<field> that the config lacks
     key = str(e).strip('"\'')
     given = [a.split('=')[0] for a in argv[1:] if a.split('=')[0].endswith(f'.{key}')]
@@ -42,25 +52,45 @@ def parse_flags(argv):
     sys.exit(f'error: {last.removeprefix("ValueError: ")}')
 
 
+def _no_config_file(value: str) -> str:
+  return (f'error: --config={value} names no config file; pass '
+          '--config=experiments/configs/<family>.py:<profile> with a family from '
+          'experiments/configs/.')
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments {argv[1:]}; pass settings as --config.<field>=')
-  if _CONFIG.value is None or not _WORKDIR.value:
+  try:
+    config = _CONFIG.value
+    _ = config and config.task                 # a file that failed to load raises when read
+  except OSError:
+    sys.exit(_no_config_file(flags.FLAGS['config'].serialize().split('=', 1)[-1]))
+  if config is None or not _WORKDIR.value:
     sys.exit('error: pass --config=experiments/configs/<family>.py:<profile> and --workdir=DIR.')
-  launch(_CONFIG.value, _WORKDIR.value, show_progress=_PROGRESS.value)
+  from apb_jax import hosts
+  try:
+    hosts.start(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _HOSTS_AUTO.value)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+  launch(config, _WORKDIR.value, show_progress=_PROGRESS.value)
 
 
 def launch(config, workdir: str, show_progress: bool = True) -> None:
   """Runs the experiment in `workdir`; a bad setting or a damaged run directory exits
-  (status 1) with one line naming the fix."""
+  (status 1) with one line naming the fix. Over several processes (hosts.start first)
+  every process runs it; process 0 prints and writes."""
   import jax
 
-  from apb_jax import cache, experiment   # after flag parsing: --help stays fast
+  from apb_jax import cache, experiment, hosts   # after flag parsing: --help stays fast
   cache.enable_compilation_cache()
+  if not hosts.writer():
+    sys.stdout = open(os.devnull, 'w')         # process 0 speaks for the run (errors still show)
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
-  devices = jax.local_devices()
+  devices = jax.devices()
+  hosts_line = f' in {jax.process_count()} processes' if jax.process_count() > 1 else ''
   print(f'jax {jax.__version__} on {jax.default_backend()}: {len(devices)} x '
-        f'{devices[0].device_kind} (the task axis is sharded over them)', flush=True)
+        f'{devices[0].device_kind}{hosts_line} (the task axis is sharded over them)', flush=True)
   try:
     out = experiment.run(config, workdir, show_progress=show_progress)
   except (ValueError, FloatingPointError) as e:

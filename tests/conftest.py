@@ -76,16 +76,29 @@ def shard_run(module: str, changes: dict) -> dict:
   config = mod.PROBE.replace(total_steps=512, eval_every=256, mode='shared', **changes)
   result = make_train(config, family).train(mod._key(3), family.sample(mod._key(0), 4, 'train'),
                                             mod._init_params(4), show_progress=False)
+  from apb_jax import hosts
   kernel = result.state.agent.actor['adapters']['out']['kernel']
   backbone = result.state.shared.backbone['dense_0']['kernel']
-  return {'devices': jax.device_count(), 'shards': len(kernel.sharding.device_set),
-          'curves': np.asarray(result.curves).tolist(), 'kernel': np.asarray(kernel).tolist(),
-          'backbone': np.asarray(backbone).tolist()}
+  return {'devices': jax.device_count(), 'processes': jax.process_count(),
+          'shards': len(kernel.sharding.device_set),
+          'curves': np.asarray(result.curves).tolist(), 'kernel': hosts.to_host(kernel).tolist(),
+          'backbone': hosts.to_host(backbone).tolist()}
 
 
 SHARD_SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
+from conftest import shard_run
+print(json.dumps(shard_run({module!r}, {changes!r})))
+"""
+
+# One process of a run over `processes` (hosts.start before JAX starts its backend, which
+# importing conftest does).
+HOSTS_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from apb_jax import hosts
+hosts.start('localhost:{port}', {processes}, {process_id})
 from conftest import shard_run
 print(json.dumps(shard_run({module!r}, {changes!r})))
 """
@@ -97,6 +110,29 @@ def _run_with_devices(code, n):
   out = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True,
                        text=True, timeout=600, check=True)
   return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_processes(module: str, changes: dict, processes: int = 2, devices: int = 2) -> list:
+  """shard_run over `processes` processes of `devices` CPU devices each, joined by
+  jax.distributed on a free localhost port; each process's output."""
+  import socket
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             JAX_PLATFORMS='cpu')
+  procs = [subprocess.Popen(
+      [sys.executable, '-c', HOSTS_SCRIPT.format(
+          tests=str(pathlib.Path(__file__).parent), port=port, processes=processes,
+          process_id=i, module=module, changes=changes)],
+      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(processes)]
+  outs = []
+  for p in procs:
+    stdout, stderr = p.communicate(timeout=600)
+    assert p.returncode == 0, stderr[-3000:]
+    outs.append(json.loads(stdout.strip().splitlines()[-1]))
+  return outs
 
 
 @pytest.fixture(scope='session')

@@ -377,6 +377,12 @@ def _launch(workdir, *extra):
     (['--config=experiments/configs/cheetah_vel.py:fast'], "error: unknown profile 'fast'"),
     (['--config.rl.num_envs=0'], 'error: --config.rl.num_envs=0 must be an int >= 1; e.g. '
      '--config.rl.num_envs=16'),
+    (['--config=experiments/configs/cheetah.py:smoke'],
+     'error: --config=experiments/configs/cheetah.py:smoke names no config file; pass'),
+    (['--num_processes=2'], 'error: pass --coordinator_address, --num_processes and '
+     '--process_id together'),
+    (['--coordinator_address=localhost:4321', '--num_processes=2', '--process_id=2'],
+     'error: --process_id=2 must be one of 0..1: a different id for each process'),
 ])
 def test_launcher_config_mistakes_stop_in_one_line(args, message, tmp_path):
   """The real process: exit status 1 and stderr one line (test_run_errors has many more cases,

@@ -242,6 +242,20 @@ def test_task_axis_sharded_over_two_devices_equals_single_device(sharded_matches
   sharded_matches_single('test_learners', warmup_steps=128)
 
 
+def test_task_axis_over_two_processes_equals_one_process():
+  """Two processes of two CPU devices each (jax.distributed, XLA:CPU's gloo collectives over
+  localhost): the 4 tasks split over the 4 devices of both, the backbone's task-mean gradient
+  all-reduced across processes; every process reads the same whole curves and params, equal
+  to one process's."""
+  from conftest import run_processes, shard_run
+  one, procs = shard_run('test_learners', {'warmup_steps': 128}), run_processes(
+      'test_learners', {'warmup_steps': 128})
+  for out in procs:
+    assert (out['devices'], out['processes'], out['shards']) == (4, 2, 4)
+    for name in ('curves', 'kernel', 'backbone'):
+      np.testing.assert_allclose(out[name], one[name], rtol=1e-4, atol=1e-5, err_msg=name)
+
+
 def test_checkpoint_hook_and_resume_reproduce_the_uninterrupted_run():
   config = PROBE.replace(total_steps=1536, eval_every=512, warmup_steps=128)
   family = make_probe('observation')

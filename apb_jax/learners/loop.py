@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from apb_jax import hosts
 from apb_jax.learners import memory, normalizer, sharding
 from apb_jax.learners.shared import TASK_AXIS
 from apb_jax.progress import Progress
@@ -177,7 +178,7 @@ class HostLoop:
     else:
       state, done, curves = resume
     compile_s = self.last_compile_s = self.compile(state)   # read by progress_fn observers
-    curves = [np.asarray(self.evaluate(state))] if curves is None else list(curves)
+    curves = [hosts.to_host(self.evaluate(state))] if curves is None else list(curves)
     history = []
     progress = Progress(total=c.total_steps, label=label or f'{c.algo}/{c.mode}',
                         enabled=show_progress)
@@ -185,7 +186,7 @@ class HostLoop:
     for chunk in range(done, c.num_chunks):
       state, metrics = self.chunk(state, np.int32(chunk))
       metrics['eval_return'] = self.evaluate(state)
-      metrics = jax.device_get(metrics)
+      metrics = hosts.to_host(metrics)       # whole, on every process of the run
       self._check_finite(metrics, chunk)
       curves.append(np.asarray(metrics['eval_return']))
       history.append(metrics)

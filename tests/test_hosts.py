@@ -1,0 +1,116 @@
+"""A run over several processes (apb_jax/hosts.py, jax.distributed): start-up mistakes stop in
+one line; the smoke pipeline over two processes equals one process and resumes after both
+are killed (slow: make test-all). One sharded chunk over two processes is in test_learners."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from apb_jax import hosts
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize('args,message', [
+    (('localhost:4321', 2, None), 'pass --coordinator_address, --num_processes and '
+     '--process_id together'),
+    (('localhost:4321', 0, 0), '--num_processes=0 must be an int >= 1'),
+    (('localhost:4321', 2, 5), '--process_id=5 must be one of 0..1'),
+    (('4321', 2, 0), '--coordinator_address=4321 must be host:port'),
+    (('localhost:1', 2, 1), r'no coordinator at --coordinator_address=localhost:1 after 1 s .*'
+     'start process 0 with that address'),
+])
+def test_start_up_mistakes_stop_in_one_line_naming_the_fix(args, message):
+  """Checked before jax.distributed starts: XLA's client aborts the process (no Python error)
+  when process 0 cannot be reached, so a process other than 0 first waits for its port."""
+  with pytest.raises(ValueError, match=message) as info:
+    hosts.start(*args, timeout_s=1)
+  assert '\n' not in str(info.value)
+
+
+def test_one_process_changes_nothing():
+  hosts.start()                         # no flags: nothing to join
+  assert hosts.writer() and hosts.to_host({'a': np.ones(2)})['a'].tolist() == [1.0, 1.0]
+  hosts.barrier('alone')                # returns at once
+
+
+# cheetah_vel's smoke with 4 train and 4 test tasks (runs divide the 4 devices), APB methods.
+SMOKE = ['--config=experiments/configs/cheetah_vel.py:smoke', '--progress=false',
+         '--config.methods=apb,scratch', '--config.meta.num_tasks=4',
+         '--config.adapt.num_tasks=4']
+
+
+def _launch(workdir, devices, processes=1, process_id=0, port=0):
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+             JAX_PLATFORMS='cpu')
+  many = [f'--coordinator_address=localhost:{port}', f'--num_processes={processes}',
+          f'--process_id={process_id}'] if processes > 1 else []
+  log = open(f'{workdir}.{process_id}.log', 'a')
+  return subprocess.Popen([sys.executable, '-m', 'experiments.run', *SMOKE,
+                           f'--workdir={workdir}', *many], cwd=ROOT, env=env, stdout=log,
+                          stderr=log)
+
+
+def _two(workdir):
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  return [_launch(workdir, 2, 2, i, port) for i in range(2)]
+
+
+def _wait(procs, workdir):
+  for p in procs:
+    assert p.wait(timeout=1800) == 0, open(f'{workdir}.{procs.index(p)}.log').read()[-3000:]
+
+
+def _report(workdir):
+  out = json.loads(open(os.path.join(workdir, 'report.json')).read())
+  for key in ('timing', 'compile'):
+    out.pop(key)
+  return out
+
+
+def _numbers(tree, path=''):
+  """{path: float} of every number in a report."""
+  if isinstance(tree, dict):
+    return {k: v for key, sub in tree.items() for k, v in _numbers(sub, f'{path}{key}.').items()}
+  if isinstance(tree, list):
+    return {k: v for i, sub in enumerate(tree) for k, v in _numbers(sub, f'{path}{i}.').items()}
+  return {path: tree}
+
+
+@pytest.mark.slow   # three smoke pipelines of cheetah_vel: ~25 min on this 2-core CPU
+def test_two_processes_equal_one_and_resume_after_both_are_killed(tmp_path):
+  one, two, killed = (str(tmp_path / d) for d in ('one', 'two', 'killed'))
+  start = time.perf_counter()
+  _wait([_launch(one, 4)], one)
+  one_s = time.perf_counter() - start
+  start = time.perf_counter()
+  _wait(_two(two), two)
+  two_s = time.perf_counter() - start
+  got, want = _numbers(_report(two)), _numbers(_report(one))
+  assert got.keys() == want.keys()
+  for key, value in want.items():       # reductions over 4 devices in 1 or 2 processes
+    if isinstance(value, float):
+      assert got[key] == pytest.approx(value, rel=1e-3, abs=1e-3), key
+    else:
+      assert got[key] == value, key
+  procs = _two(killed)
+  deadline = time.time() + 1800
+  while not os.path.exists(os.path.join(killed, 'checkpoints', 'adapt_apb_test_id+1', '1')):
+    assert all(p.poll() is None for p in procs) and time.time() < deadline
+    time.sleep(0.05)
+  for p in procs:
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+  assert not os.path.exists(os.path.join(killed, 'results', 'adapt_apb_test_ood.json'))
+  _wait(_two(killed), killed)
+  assert _report(killed) == _report(two)
+  print(json.dumps({'one_process_s': one_s, 'two_processes_s': two_s}))   # pytest -s shows it
