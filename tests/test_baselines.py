@@ -31,9 +31,9 @@ class _Stop(Exception):
   pass
 
 
-# Every meta stage, and the adaptation calls that run in chunks (both splits stacked; RL^2's
-# is one program).
-STOP_IN = ('meta_rl2', 'meta_pearl', 'adapt_pearl_test_id+1', 'meta_maml', 'adapt_maml_test_id+1')
+# Every meta stage, and the adaptation calls (both splits stacked), which run in chunks.
+STOP_IN = ('meta_rl2', 'adapt_rl2_test_id+1', 'meta_pearl', 'adapt_pearl_test_id+1', 'meta_maml',
+           'adapt_maml_test_id+1')
 
 
 def test_baseline_stages_report_and_resume_after_a_stop(tmp_path, monkeypatch):
@@ -46,7 +46,7 @@ def test_baseline_stages_report_and_resume_after_a_stop(tmp_path, monkeypatch):
     meta = files.read_json(str(tmp_path / 'full' / 'results' / f'meta_{name}.json'))
     assert meta['env_steps'] == 3 * 2048                             # every train task's steps
   rl2 = files.read_json(str(tmp_path / 'full' / 'results' / 'adapt_rl2_test_id.json'))
-  chex.assert_shape(np.asarray(rl2['per_index']), (4, 2))           # the 2 episodes of a trial
+  assert rl2['env_steps'] == 4 * 2                        # a whole trial: 2 one-step episodes
   maml = files.read_json(str(tmp_path / 'full' / 'results' / 'adapt_maml_test_id.json'))
   assert maml['env_steps'] == 4 * 1024                    # 64 inner steps of 16 env steps
   claims = {c['claim']: c for c in full['claims']}

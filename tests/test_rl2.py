@@ -109,3 +109,19 @@ def test_adaptation_over_k_tasks_equals_each_task_alone(meta_trained):
   assert_each_run_alone_matches(
       batched, lambda key, task: rl2.run_trials(trained, TRIALS, META, key, task, 2),
       _key(8), tasks)
+
+
+def test_stage_rule_on_the_host_loop_reads_each_run_trials_at_the_budget(meta_trained):
+  """RL^2's adaptation rule on the shared host loop (chunks of 3 env steps, one update per
+  1-step episode of a 2-episode trial): the curve at env step s is the return of episode
+  min(s, 1) of the run's own trials, the trials `episode_returns` plays with the same keys."""
+  _, result = meta_trained
+  trained = rl2._first(result.state)
+  tasks = TRIALS.sample(_key(11), 3, 'test_id')
+  config = stage.AdaptLoopConfig(algo='rl2', total_steps=6, eval_every=3, steps_per_update=1)
+  rule = rl2.adaptation(TRIALS, META, 4)
+  out = stage.AdaptLoop(config, BANDIT, rule).train(_key(12), tasks, trained, show_progress=False)
+  per_episode = np.asarray(rl2.episode_returns(trained, TRIALS, META, _key(12), tasks, 4))
+  np.testing.assert_allclose(out.curves, stage.value_at_budget(per_episode, out.steps, 1),
+                             rtol=1e-6, atol=1e-6)
+  assert not np.allclose(per_episode[:, 0], per_episode[:, 1])   # two episodes, two values

@@ -23,17 +23,15 @@ One protocol for every method (DESIGN.md):
             is played with z sampled from it and folded in; the value at s is
             the deterministic return with z = the posterior mean after
             s // episode_length episodes of context.
-PEARL's and MAML's rules are updates (an episode of context, an inner step):
-`stage.update_stage` runs them in chunks on the shared host loop, evaluating only
-at the evaluation points, checkpointing after every chunk. RL^2 has no updates:
-its trials are one short program over the splits (`stage.adapt_stage`, read through
-`stage.value_at_budget`).
+Each rule is a `stage.Adaptation` (an episode of context, an inner step, an episode
+of a trial per update): `stage.update_stage` runs it in chunks on the shared host
+loop, evaluating only at the evaluation points, checkpointing after every chunk.
 Each module exposes `stage_config(config, episode_length)` (its meta-training config,
 built by `validate` so a bad setting stops before anything runs) and
 `adapt(experiment, splits) -> [result dict]` (one per split, the schema of APB's
 adapt stages: steps, curves [runs, n_evals], run_s, compile_s, env_steps; the
-splits run as one call), meta-training first if its stage is not done; stages checkpoint and resume like APB's (RL^2's
-adaptation, one short program, runs again whole after a stop).
+splits run as one call), meta-training first if its stage is not done; stages
+checkpoint and resume like APB's.
 """
 
 from __future__ import annotations

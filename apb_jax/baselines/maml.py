@@ -222,7 +222,7 @@ def adaptation(env, config: MAMLConfig) -> stage.Adaptation:
     return evaluation.episode_return(env, deterministic_act(params, trained['obs_stats'], config),
                                      key, task, config.eval_episodes)
 
-  return stage.Adaptation(lambda trained: trained['meta'], update, evaluate)
+  return stage.Adaptation(lambda trained, key, task: trained['meta'], update, evaluate)
 
 
 # -- the pipeline stages ---------------------------------------------------------------------------

@@ -280,7 +280,8 @@ def adaptation(env, config: PEARLConfig) -> stage.Adaptation:
     return evaluation.episode_return(env, _act(trained, config, encoder.from_sums(sums)[0], None),
                                      key, task, config.eval_episodes)
 
-  return stage.Adaptation(lambda trained: encoder.empty(config.latent_size), update, evaluate)
+  return stage.Adaptation(lambda trained, key, task: encoder.empty(config.latent_size), update,
+                          evaluate)
 
 
 # -- the pipeline stages ---------------------------------------------------------------------------

@@ -19,7 +19,8 @@ truncated at the rollout (`ppo.unroll_length` steps). Budget: `meta.total_steps
 
 Adaptation (no gradient): on each test run, `eval_episodes` fresh trials with
 the deterministic action; curve value at env step s = mean return of episode
-min(s // episode_length, trial_episodes - 1) of the trials (stage.value_at_budget).
+min(s // episode_length, trial_episodes - 1) of the trials (`adaptation`: the
+trials are played at the rule's init, one update per episode after).
 
 Reference settings: VariBAD's `config/mujoco/args_cheetah_vel_rl2.py` (GRU 128,
 PPO, gamma 0.97) and ProMP's `rl2_config.json` (GRU, trials of 2 episodes).
@@ -30,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 
 from apb_jax import policy, run_config
 from apb_jax.baselines import stage
@@ -93,17 +95,38 @@ def episode_returns(trained: dict, family: TaskFamily, config: PPOConfig, rng, t
                          tasks)
 
 
+def adaptation(family: TaskFamily, config: PPOConfig, n_trials: int) -> stage.Adaptation:
+  """RL^2's rule (stage.Adaptation) on a `trial_family`: `init` plays `n_trials` fresh trials
+  of the run's task with its own key (`run_trials`) and keeps each episode's mean return; an
+  update is one episode of experience; the value after u updates is episode min(u, last)'s
+  return (the last episode the experience allows so far fits before, the trial's own once
+  it all fits). `trained = {'actor', 'obs_stats'}`."""
+  last = family.env.episodes - 1
+
+  def init(trained, key, task):
+    return {'returns': run_trials(trained, family, config, key, task, n_trials),
+            'episode': jnp.int32(0)}
+
+  def update(trained, carry, key, task):
+    del trained, key, task
+    return dict(carry, episode=carry['episode'] + 1)
+
+  def evaluate(trained, carry, key, task):
+    del trained, key, task
+    return carry['returns'][jnp.minimum(carry['episode'], last)]
+
+  return stage.Adaptation(init, update, evaluate)
+
+
 def adapt(exp, splits) -> list:
-  """Stages adapt_rl2_<split> of `splits` (meta-training first if needed): trials on the
-  splits' runs, one program; their results in `splits`' order."""
+  """Stages adapt_rl2_<split> of `splits` (meta-training first if needed), one call on the
+  shared host loop: trials on the splits' runs; their results in `splits`' order."""
   c = exp.config
   family = trial_family(exp.family, c.baselines.rl2.trial_episodes)
   learner = stage_config(c)
   params = stage.tied_params(exp.key(f'{META_STAGE}/init'), family, learner.policy,
                              c.meta.num_tasks)
   trained = stage.meta_stage(exp, META_STAGE, learner, params, family, _first)
-  return stage.adapt_stage(
-      exp, 'rl2', splits,
-      lambda trained, rng, tasks: episode_returns(trained, family, learner, rng, tasks,
-                                                  c.rl.eval_episodes),
-      trained, exp.family.episode_length, min(c.adapt.total_steps, family.episode_length))
+  return stage.update_stage(
+      exp, 'rl2', splits, adaptation(family, learner, c.rl.eval_episodes), trained,
+      exp.family.episode_length, env_steps_per_run=min(c.adapt.total_steps, family.episode_length))

@@ -1,36 +1,34 @@
-"""The two pipeline stages every baseline has: meta-training, then adaptation on a split.
+"""The two pipeline stages every baseline has: meta-training, then adaptation on the splits.
 
     trained = meta_stage(exp, 'meta_pearl', learner, params, family, extract)
-    outs = update_stage(exp, 'pearl', splits, rule, trained, steps_per_update)  # PEARL, MAML
-    outs = adapt_stage(exp, 'rl2', splits, per_index, steps_per_index, env_steps)  # RL^2
+    outs = update_stage(exp, 'pearl', splits, rule, trained, steps_per_update)
 
 `exp` is the running `experiment.Experiment` (its run directory, keys, task
 sets and resumable `learner_stage`).
 
-A baseline whose adaptation is a sequence of updates (PEARL folds in an episode
-of context, MAML takes an inner step) writes its rule for one run as an
-`Adaptation`; `AdaptLoop` runs it on the shared host loop (learners/loop.py),
-so its stage is chunked, shows progress, checkpoints after every chunk and
-resumes like APB's stages, and evaluates only at APB's evaluation points; the splits'
-stages run as one call (Experiment.stacked_stage), their runs side by side.
-`per_update_returns` runs the same rule with the same keys evaluating after
-every update (the tests' per-episode view): at an evaluation point both give
-the same value. RL^2 has no updates (trials with the hidden state): its stage
-is one short program over both splits (`adapt_stage`).
+Every baseline writes its adaptation for one run as an `Adaptation` rule: PEARL
+folds in an episode of context per update, MAML takes an inner step, RL^2 plays
+its trials at `init` (no gradient; its hidden state adapts) and each update
+moves on to the next episode of the trial. `AdaptLoop` runs a rule on the
+shared host loop (learners/loop.py), so its stage is chunked, shows progress,
+checkpoints after every chunk and resumes like APB's stages, and evaluates only
+at APB's evaluation points; the splits' stages run as one call
+(Experiment.stacked_stage), their runs side by side. `per_update_returns` runs
+the same rule with the same keys evaluating after every update (the tests'
+per-episode view): at an evaluation point both give the same value.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from apb_jax import adapt, checkpoint, policy, progress
+from apb_jax import checkpoint, policy
 from apb_jax.learners import loop, sharding
 from apb_jax.learners.config import _Schedule
 from apb_jax.tasks.base import tile
@@ -78,9 +76,10 @@ def value_at_budget(per_index: np.ndarray, steps, steps_per_index: int) -> np.nd
 
 class Adaptation(NamedTuple):
   """A baseline's adaptation rule for ONE run (pure functions of `trained`, its meta-trained
-  part, and `task`): `init(trained) -> carry`; `update(trained, carry, key, task) -> carry`,
-  one update (an episode of context, an inner step); `evaluate(trained, carry, key, task)
-  -> []`, the deterministic return of the policy the carry gives."""
+  part, and `task`): `init(trained, key, task) -> carry` (`key`: the run's own key);
+  `update(trained, carry, key, task) -> carry`, one update (an episode of context, an inner
+  step, an episode of a trial); `evaluate(trained, carry, key, task) -> []`, the return of
+  the policy the carry gives."""
   init: Callable
   update: Callable
   evaluate: Callable
@@ -100,7 +99,7 @@ def per_update_returns(rule: Adaptation, trained, rng, task, n_updates: int) -> 
     ret = rule.evaluate(trained, carry, jax.random.fold_in(k_eval, i), task)
     return rule.update(trained, carry, jax.random.fold_in(k_update, i), task), ret
 
-  carry, rets = jax.lax.scan(body, rule.init(trained), jnp.arange(n_updates))
+  carry, rets = jax.lax.scan(body, rule.init(trained, rng, task), jnp.arange(n_updates))
   last = rule.evaluate(trained, carry, jax.random.fold_in(k_eval, n_updates), task)
   return jnp.concatenate([rets, last[None]])
 
@@ -155,7 +154,8 @@ class AdaptLoop(loop.HostLoop):
 
   def _init_one(self, rng, task, trained) -> AdaptState:
     k_update, k_eval = _keys(rng)
-    return AdaptState(trained, self.rule.init(trained), task, k_update, k_eval, jnp.int32(0))
+    return AdaptState(trained, self.rule.init(trained, rng, task), task, k_update, k_eval,
+                      jnp.int32(0))
 
   def _chunk_one(self, s: AdaptState, chunk_index):
     c = self.config
@@ -183,10 +183,11 @@ def _todo(exp, method: str, splits) -> list:
 
 
 def update_stage(exp, method: str, splits, rule: Adaptation, trained,
-                 steps_per_update: int) -> list:
+                 steps_per_update: int, env_steps_per_run: int | None = None) -> list:
   """Stages adapt_<method>_<split> of `splits`: `rule` on each split's runs (tasks x seeds)
   with APB's budget and evaluation points, in one call on the shared host loop (chunks,
-  progress, checkpoints); returns their results in `splits`' order."""
+  progress, checkpoints); returns their results in `splits`' order. `env_steps_per_run`:
+  what a run spends (default its whole updates)."""
   c = exp.config
   learner = AdaptLoopConfig(algo=method, total_steps=c.adapt.total_steps,
                             eval_every=c.adapt.eval_every, steps_per_update=steps_per_update)
@@ -194,50 +195,5 @@ def update_stage(exp, method: str, splits, rule: Adaptation, trained,
   if todo:
     exp.stacked_stage(todo, learner, trained,
                       make=lambda config, family: AdaptLoop(config, family, rule),
-                      env_steps_per_run=learner.num_updates * steps_per_update)  # whole updates
+                      env_steps_per_run=env_steps_per_run or learner.num_updates * steps_per_update)
   return [exp.result(f'adapt_{method}_{split}') for split in splits]
-
-
-def adapt_stage(exp, method: str, splits, per_index_fn, trained, steps_per_index: int,
-                env_steps_per_run: int) -> list:
-  """Stages adapt_<method>_<split> of `splits` as one program (RL^2's trials):
-  `per_index_fn(trained, keys, tasks) -> [runs, n]` on the splits' runs side by side (tasks x
-  seeds each; `keys: [runs, 2]`, each split's `split(key of adapt/<split>, runs)`), turned
-  into curves at APB's evaluation points; returns their results in `splits`' order.
-
-  `trained` is an argument, not a constant of the compiled program."""
-  c = exp.config
-  todo = _todo(exp, method, splits)
-  if todo:
-    runs = c.adapt.num_tasks * c.adapt.seeds
-    tasks = jax.tree.map(lambda *x: jnp.concatenate(x), *[
-        adapt.repeat_tasks(exp.tasks[split], c.adapt.seeds) for _, _, split in todo])
-    keys = jnp.concatenate([jax.random.split(exp.key(f'adapt/{split}'), runs)
-                            for _, _, split in todo])
-    stages = [stage for stage, _, _ in todo]
-    _say(exp, f'{" + ".join(stages)}: one program, {runs * len(todo)} runs x '
-         f'{c.adapt.total_steps} env steps; no progress lines until it ends (a stop reruns it)')
-    start = time.perf_counter()
-    fn = jax.jit(per_index_fn).lower(trained, keys, tasks).compile()
-    compile_s = time.perf_counter() - start
-    per_index = np.asarray(fn(trained, keys, tasks))
-    steps = np.arange(c.adapt.total_steps // c.adapt.eval_every + 1) * c.adapt.eval_every
-    curves = value_at_budget(per_index, steps, steps_per_index)
-    run_s = time.perf_counter() - start
-    _say(exp, f'{" + ".join(stages)}: done in {run_s:.0f} s ({compile_s:.0f} s compiling), '
-         f'final eval return {curves[:, -1].mean():.2f}')
-    call = {'stages': stages, 'run_s': run_s, 'compile_s': compile_s}
-    for i, stage in enumerate(stages):
-      runs_of = slice(i * runs, (i + 1) * runs)
-      exp.finish(stage, {'steps': steps.tolist(), 'curves': curves[runs_of].tolist(),
-                         'per_index': per_index[runs_of].tolist(),
-                         'steps_per_index': int(steps_per_index),
-                         'run_s': run_s / len(stages), 'compile_s': compile_s / len(stages),
-                         'env_steps': int(runs * env_steps_per_run), 'call': call})
-  return [exp.result(f'adapt_{method}_{split}') for split in splits]
-
-
-def _say(exp, text: str):
-  """`progress.line(text)` when the run shows progress."""
-  if exp.show_progress:
-    progress.line(text)
