@@ -61,7 +61,11 @@ class TaskEnv:
   """A Brax env whose reward and/or physics depend on `state.info['task']`.
 
   `reset(rng, task)` and `step(state, action)` are pure and jittable, and
-  vmappable over `(rng, task)` and `(state, action)`.
+  vmappable over `(rng, task)` and `(state, action)`. Each is a `jax.jit` of this
+  env's own: every program that steps the env (a learner's collection, its
+  evaluation, a baseline's, at any batch shape, since vmap hands jit the unbatched
+  shapes) reuses one trace of the physics instead of tracing MJX again (~10 s
+  each on this CPU; measured: a second program's env trace 11.3 s -> 0.07 s).
   """
 
   def __init__(
@@ -81,6 +85,8 @@ class TaskEnv:
     self.sys_fn = sys_fn
     self.episode_length = int(episode_length)
     self._dt = float(base.dt)  # the timestep is never task-dependent
+    self.reset = jax.jit(self._reset)
+    self.step = jax.jit(self._step)
 
   # -- sizes ---------------------------------------------------------------
   @property
@@ -110,7 +116,7 @@ class TaskEnv:
     return self.base.sys if self.sys_fn is None else self.sys_fn(
         self.base.sys, task)
 
-  def reset(self, rng: jax.Array, task: TaskParams) -> State:
+  def _reset(self, rng: jax.Array, task: TaskParams) -> State:
     with _system(self.base, self.task_sys(task)) as env:
       state = env.reset(rng)
     info = dict(state.info)
@@ -140,7 +146,7 @@ class TaskEnv:
     return nstate.replace(reward=reward.astype(jnp.float32),
                           done=jnp.asarray(nstate.done, jnp.float32))
 
-  def step(self, state: State, action: jax.Array) -> State:
+  def _step(self, state: State, action: jax.Array) -> State:
     nstate = self.transition(state, action)
     terminated = nstate.done
     steps = state.info['steps'] + 1
