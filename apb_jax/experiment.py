@@ -164,6 +164,10 @@ class Experiment:
           f'({str(e).splitlines()[0] if str(e) else type(e).__name__}); restore it or start '
           'a new --workdir.') from None
 
+  def done(self, stage: str) -> bool:
+    """Whether stage `stage` has finished (its result file, written last, is there)."""
+    return os.path.exists(self.path('results', f'{stage}.json'))
+
   def result(self, name: str) -> dict:
     """results/<name>.json, checked (RunFileError naming the fix if it cannot be used)."""
     keys = (tuple(self.splits) if name == 'random_return' else
@@ -195,8 +199,7 @@ class Experiment:
     and its leftover checkpoints dropped. Otherwise the caller saves what it needs
     from the state, then calls `finish`.
     """
-    result_path = self.path('results', f'{name}.json')
-    done = os.path.exists(result_path)
+    done = self.done(name)
     if done and not keep_checkpoint:
       files.remove_tree(self.path('checkpoints', name))
       return self.result(name), None, None
@@ -246,7 +249,7 @@ class Experiment:
       return
     later = sum(n for stage, n in estimate.stage_env_steps(
         self.config, self.methods, self.splits).items()
-                if stage not in stages and not os.path.exists(self.path('results', f'{stage}.json')))
+                if stage not in stages and not self.done(stage))
     self.estimate_line = estimate.line(total - done + later, chunk / (now - last[1]),
                                        ' + '.join(stages))
     if hosts.writer():     # with or without progress bars
@@ -327,7 +330,7 @@ class Experiment:
   def meta_train(self) -> None:
     """Meta-trains here (route --config.meta.method) unless done; saves what adaptation
     inherits (inherit.py)."""
-    if os.path.exists(self.path('results', 'meta_train.json')):
+    if self.done('meta_train'):
       return
     c = self.config
     backbone, adapters, stats, out, ckpt, critic = (
@@ -439,7 +442,7 @@ class Experiment:
     """The adaptation stages `group` ([plan.Call] of one learner program), those not done
     run as ONE call (stacked_stage), each stage's runs from its own backbone, adapters,
     critic and normaliser. Returns the stages' results, in `group`'s order."""
-    todo = [call for call in group if not os.path.exists(self.path('results', f'{call.stage}.json'))]
+    todo = [call for call in group if not self.done(call.stage)]
     if todo:
       self._adapt_together(todo)
     return [self.result(call.stage) for call in group]
@@ -479,8 +482,6 @@ class Experiment:
     out, state, ckpt = self.learner_stage(name, learner, keys, task_set, init_params,
                                           make=make, per_run_backbone=per_run_backbone,
                                           parts=parts)
-    if state is None:      # a lone stage found done: its result file is written
-      return
     share = 1.0 / len(stages)
     env_steps = runs * (env_steps_per_run or learner.total_steps)
     for stage, runs_of, _ in parts:

@@ -21,7 +21,6 @@ per-episode view): at an evaluation point both give the same value.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable, NamedTuple
 
 import jax
@@ -38,7 +37,7 @@ def meta_stage(exp, name: str, learner, params, family, extract, make=None) -> d
   """Meta-trains (or resumes) stage `name` on the train tasks; returns what `extract(state)`
   kept of the final state, saved to checkpoints/<name>_policy/ (read back once done)."""
   path = exp.path('checkpoints', f'{name}_policy')
-  if not os.path.exists(exp.path('results', f'{name}.json')):
+  if not exp.done(name):
     out, state, ckpt = exp.learner_stage(name, learner, exp.key(name), exp.tasks['train'],
                                          params, family=family, make=make,
                                          method=name.split('_', 1)[1], split='train')
@@ -176,12 +175,6 @@ class AdaptLoop(loop.HostLoop):
     return self.rule.evaluate(s.trained, s.carry, jax.random.fold_in(s.k_eval, s.updates), s.task)
 
 
-def _todo(exp, method: str, splits) -> list:
-  """[(stage, method, split)] of `method`'s adaptation stages on `splits` not yet done."""
-  return [(f'adapt_{method}_{split}', method, split) for split in splits
-          if not os.path.exists(exp.path('results', f'adapt_{method}_{split}.json'))]
-
-
 def update_stage(exp, method: str, splits, rule: Adaptation, trained,
                  steps_per_update: int, env_steps_per_run: int | None = None) -> list:
   """Stages adapt_<method>_<split> of `splits`: `rule` on each split's runs (tasks x seeds)
@@ -191,7 +184,8 @@ def update_stage(exp, method: str, splits, rule: Adaptation, trained,
   c = exp.config
   learner = AdaptLoopConfig(algo=method, total_steps=c.adapt.total_steps,
                             eval_every=c.adapt.eval_every, steps_per_update=steps_per_update)
-  todo = _todo(exp, method, splits)
+  todo = [(f'adapt_{method}_{split}', method, split) for split in splits
+          if not exp.done(f'adapt_{method}_{split}')]
   if todo:
     exp.stacked_stage(todo, learner, trained,
                       make=lambda config, family: AdaptLoop(config, family, rule),
