@@ -31,7 +31,9 @@ FIELDS = {
     'splits': Names('test_id,test_ood', choices=SPLITS),
     'learner': Choice('sac', choices=ALGOS),     # ppo reads its settings from `ppo`
     'exploration': Choice('action', choices=EXPLORATIONS),   # the adaptation protocol
-    'backbone_from': Text(''),   # a run directory whose meta-trained backbone to reuse
+    # a run directory whose meta-trained backbone to reuse: this family's, or another robot's
+    # with the same policy.widths (then only the backbone is carried; inherit.py)
+    'backbone_from': Text(''),
     'oracle_factor': Int(5, low=1),   # the oracle's budget, in multiples of adapt.total_steps
     # core_size > 0 adds a GRU between backbone and output adapter (PPO only; see policy.py).
     'policy': {'widths': Widths((256, 256, 256)),

@@ -294,7 +294,7 @@ class Experiment:
     c = self.config
     if c.adapt.adapters != 'origin':
       return None
-    if c.backbone_from:
+    if c.backbone_from and self.carried():
       return self.inherited(name, 'adapter_origin')['adapter_origin']
     obs, act = self.family.obs_size, self.family.action_size
     if name == inherit.ACTOR:
@@ -318,11 +318,25 @@ class Experiment:
         adapt.check_backbone(self._inherited[name]['backbone'], policy_config(c), source)
     return inherit.require(self._inherited[name], needs, source, name)
 
+  def carried(self) -> bool:
+    """Whether what meta-training saved beside the backbone (adapter origin and mean,
+    observation statistics) fits this family: always for this run's own meta-training; for
+    --config.backbone_from, when its robot has this family's observation and action sizes
+    (a backbone carried to another robot brings the backbone alone; inherit.py)."""
+    return not self.config.backbone_from or inherit.fits(
+        self.inherited(inherit.ACTOR), self.family.obs_size, self.family.action_size)
+
+  def backbone_source(self) -> dict | None:
+    """report.json's `backbone_source` (inherit.source) with --config.backbone_from, else None."""
+    if not self.config.backbone_from:
+      return None
+    return inherit.source(self.config.backbone_from, self.carried())
+
   def meta_final(self):
     """Meta-training's mean final eval return over the train tasks (this run's, or
     --config.backbone_from's), or None where its result is not there."""
     path = os.path.join(self.config.backbone_from or self.dir, 'results', 'meta_train.json')
-    if not os.path.exists(path):
+    if not os.path.exists(path) or not self.carried():   # another robot's returns compare not
       return None
     curves = np.asarray(files.read_json(path, keys=('curves',), fix='restore it')['curves'])
     return float(curves[:, -1].mean())
@@ -413,7 +427,7 @@ class Experiment:
       critic, critic_start = self.random_critic_backbone(), self.adapter_origin(inherit.CRITIC)
     params = self._init_params(f'adapt/adapters/{split}', meta['backbone'] if meta else
                                self.random_backbone(), runs, critic, start, critic_start)
-    if meta is not None and c.adapt.obs_stats == 'meta':
+    if meta is not None and c.adapt.obs_stats == 'meta' and self.carried():
       params['obs_stats'] = self.inherited(inherit.ACTOR, 'obs_stats')['obs_stats']
     return params
 
@@ -421,11 +435,13 @@ class Experiment:
     """What `method_name` starts from, in words (report.json's `inherits`)."""
     c, m = self.config, adapt.method(method_name)
     meta = m.backbone == 'meta'
+    own = '' if self.carried() else ' (this run\'s: the backbone is another robot\'s)'
     adapters = ('meta-trained adapters\' mean' if m.start == 'meta_mean' else
-                'adapter origin' if c.adapt.adapters == 'origin' else 'independent draws')
+                f'adapter origin{own}' if c.adapt.adapters == 'origin' else 'independent draws')
+    carried_stats = meta and c.adapt.obs_stats == 'meta' and self.carried()
     return {'backbone': report.META_BACKBONE if meta else 'random (meta-training\'s start)',
             'adapters': adapters,
-            'obs_stats': 'meta-training\'s' if meta and c.adapt.obs_stats == 'meta' else 'fresh',
+            'obs_stats': 'meta-training\'s' if carried_stats else 'fresh',
             'critic': {None: 'fresh MLP', 'meta': 'meta-trained backbone',
                        'random': 'random backbone'}[adapt.critic_setup(method_name,
                                                                        c.adapt.critic)[1]]}
@@ -509,6 +525,10 @@ class Experiment:
     print(plan.describe(calls, self.config.adapt.stack), flush=True)
     if needs_meta:
       self.inherited()    # meta-trains first, or checks --config.backbone_from's checkpoint
+      if 'apb_warm' in self.methods and not self.carried():
+        raise ValueError(f'apb_warm starts from the mean of the meta-trained adapters, which '
+                         f'do not fit {self.family.name}\'s sizes (--config.backbone_from is '
+                         'another robot\'s); leave apb_warm out of --config.methods.')
     random_return = self.random_return()
     results = {m: {} for m in self.methods}
     groups = plan.stacked(calls) if self.config.adapt.stack else [[call] for call in calls]
@@ -540,6 +560,8 @@ class Experiment:
         seeds=c.adapt.seeds, random_return=random_return, budgets=self.budgets(),
         timing={'total_s': run_s, 'compile_s': compile_s, 'env_steps': env_steps,
                 'env_steps_per_s': env_steps / max(run_s - compile_s, 1e-9)})
+    if c.backbone_from:
+      out['backbone_source'] = self.backbone_source()
     out['compile'] = compile_stats.since(self._compiled_before)
     report.write_all(out, self.dir)
     self.log.close()

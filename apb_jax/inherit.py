@@ -16,7 +16,11 @@ cheetah_dir's train task reached 631.6 in meta-training and its adaptation start
                                   (with --config.adapt.critic=meta[_finetune])
 
 `--config.backbone_from` reads both from another run directory, so a reused backbone
-arrives with its origin, mean and statistics.
+arrives with its origin, mean and statistics. A backbone carried to **another robot** (a
+family whose observation or action size differs from the source's) keeps only the frozen
+backbone (and critic backbone): the source's origin, mean and statistics cannot fit the new
+sizes, so its runs start from this run's own origin and fresh statistics, and `apb_warm`
+(which starts from the mean) cannot run. `source()` names what a backbone was trained on.
 """
 
 from __future__ import annotations
@@ -62,6 +66,29 @@ def critic_inheritance(critic, adapter_origin=None) -> dict:
   out = {'backbone': jax.tree.map(lambda x: x[0], critic['backbone']),
          'adapter_mean': task_mean(critic['adapters'])}
   return out if adapter_origin is None else dict(out, adapter_origin=adapter_origin)
+
+
+def fits(inheritance: dict, obs_size: int, action_size: int) -> bool:
+  """Whether the adapters saved in `inheritance` (checkpoints/backbone/'s) take `obs_size`
+  observations and give `action_size` actions: the source robot's sizes are this one's. A
+  backbone saved before issue 29 holds no adapters (require() names the flags it needs)."""
+  mean = inheritance.get('adapter_mean')
+  return mean is None or (mean['in']['kernel'].shape[0] == obs_size and
+          mean['out']['kernel'].shape[1] == 2 * action_size)
+
+
+def source(run_dir: str, fits_here: bool) -> dict:
+  """What `run_dir`'s backbone was meta-trained on (report.json's `backbone_source`): the
+  family and its train tasks (from its config.json and tasks.json), and whether what was saved
+  beside the backbone is carried here (`fits_here`: the same observation and action sizes)."""
+  config = files.read_json(os.path.join(run_dir, 'config.json'), keys=('task',),
+                           fix='give --config.backbone_from a whole run directory')
+  train = files.read_json(os.path.join(run_dir, 'tasks.json'), keys=('train',),
+                          fix='give --config.backbone_from a whole run directory')['train']
+  return {'run': os.path.abspath(run_dir), 'family': config['task'],
+          'train_tasks': train.get('params', train),
+          'carried': ('backbone, adapter origin, adapter mean, observation statistics'
+                      if fits_here else 'backbone only (another robot: other sizes)')}
 
 
 def save(run_dir: str, name: str, inheritance: dict) -> None:

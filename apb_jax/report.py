@@ -26,7 +26,9 @@ over the meta-trained backbone when meta-training's final train return is known:
     transfer          {'meta_final': meta-training's mean final return over the train tasks,
                        'start_to_meta_final': start mean / meta_final (None unless meta_final
                        > 0: a ratio of costs says nothing)}
-and `inherits[method]`: what each method starts from (backbone, adapters, normaliser, critic).
+and `inherits[method]`: what each method starts from (backbone, adapters, normaliser, critic);
+with --config.backbone_from, `backbone_source` (inherit.source): the run, its family, its
+train tasks and what was carried.
 IQM is the interquartile mean (rliable's scipy.stats.trim_mean(x, 0.25)). Everything is
 deterministic: the same input gives the same dict, hence the same report.json.
 """
@@ -214,6 +216,11 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
     lines += [f"This launch compiled {c['programs_compiled']} programs ({c['cache_hits']} more "
               f"loaded from the compilation cache): {c['trace_s']:.1f} s tracing, "
               f"{c['lower_s']:.1f} s lowering, {c['backend_s']:.1f} s compiling.", '']
+  if 'backbone_source' in report:   # --config.backbone_from
+    b = report['backbone_source']
+    n = len(next(iter(b['train_tasks'].values()), []))
+    lines += [f"Backbone from `{b['run']}`: meta-trained on {b['family']} "
+              f"({_count(n, 'train task')}); carried here: {b['carried']}.", '']
   for split in _splits(report):
     entries = {m: s[split] for m, s in report['methods'].items() if split in s}
     normalized = any('normalized_score' in e for e in entries.values())

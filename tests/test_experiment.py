@@ -133,6 +133,35 @@ def test_backbone_from_reuses_the_meta_trained_backbone(probe_run, tmp_path):
     chex.assert_trees_all_close({k: entry[k] for k in want}, want, rtol=1e-4, atol=1e-4)
 
 
+def test_backbone_carried_to_another_robot_keeps_only_the_backbone(probe_run, tmp_path):
+  """A backbone meta-trained on the 1-d probe, carried to a 2-d one (other observation and
+  action sizes): apb's adapters take the new sizes from this run's own origin, its normaliser
+  starts fresh, the frozen backbone is the source's bit for bit, the report names the source,
+  and apb_warm (the source's adapter mean cannot fit) stops in one line."""
+  workdir, _ = probe_run
+  wide = make_probe('action', size=2)
+  config = probe_config(backbone_from=str(workdir), methods='apb')
+  out = experiment.run(config, str(tmp_path / 'a'), show_progress=False, family=wide)
+  exp = experiment.Experiment(config, str(tmp_path / 'a'), show_progress=False, family=wide)
+  start = exp.start_params('apb', 'test_id', 2)
+  source = checkpoint.restore_params(str(workdir / 'checkpoints' / 'backbone'))
+  chex.assert_trees_all_equal(start['backbone'], source['backbone'])
+  assert start['adapters']['in']['kernel'].shape == (2, 2, 16)        # [runs, obs 2, d_0]
+  assert start['adapters']['out']['kernel'].shape == (2, 16, 4)       # [runs, d_L, 2 x act 2]
+  assert 'obs_stats' not in start and not exp.carried()
+  assert out['backbone_source']['family'] == 'probe'
+  assert out['backbone_source']['carried'].startswith('backbone only')
+  assert len(out['backbone_source']['train_tasks']['target']) == 3     # meta.num_tasks
+  assert out['inherits']['apb']['obs_stats'] == 'fresh'
+  assert 'another robot' in out['inherits']['apb']['adapters']
+  assert 'Backbone from' in (tmp_path / 'a' / 'report.md').read_text()
+  for split in SPLITS:                                                 # the 2-d probe is solved
+    assert out['methods']['apb'][split]['final_return']['mean'] > -0.05, split
+  with pytest.raises(ValueError, match='apb_warm starts from the mean.*another robot'):
+    experiment.run(probe_config(backbone_from=str(workdir), methods='apb_warm'),
+                   str(tmp_path / 'b'), show_progress=False, family=wide)
+
+
 def test_meta_critic_is_saved_and_frozen_for_apb_while_scratch_is_unchanged(probe_run, tmp_path):
   """adapt.critic=meta: meta-training saves one critic backbone beside the policy's; the
   standard-RL method (scratch) is the same run as with a fresh critic; a run

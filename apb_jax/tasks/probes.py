@@ -36,22 +36,25 @@ PROBES = ('constant', 'observation', 'action', 'discount', 'memory', 'bandit')
 
 
 class ProbeEnv:
-  """One of PROBES; obs_size 1, action_size 1."""
+  """One of PROBES; obs_size = action_size = `size` (1 unless 'action' is widened: its obs
+  is `size` zeros and its reward -mean((a - target)^2), a robot of another shape for the
+  cross-robot tests)."""
 
-  action_size = 1
   dt = 1.0
   backend = 'probe'
 
-  def __init__(self, kind: str):
+  def __init__(self, kind: str, size: int = 1):
     if kind not in PROBES:
       raise ValueError(f'unknown probe {kind!r}; choose one of {list(PROBES)}.')
-    self.kind = kind
+    if size != 1 and kind != 'action':
+      raise ValueError(f'only the action probe takes a size, got size={size} for {kind!r}.')
+    self.kind, self.action_size = kind, int(size)
     self.episode_length = 2 if kind in ('discount', 'memory') else 1
     self.sys_fn = None
 
   def observation_shape(self, task):
     del task
-    return (1,)
+    return (self.action_size,)
 
   def _obs(self, rng, steps, cue=None):
     if self.kind == 'observation':
@@ -60,7 +63,7 @@ class ProbeEnv:
       return jnp.where(steps == 0, cue, 0.0)[None]
     if self.kind == 'discount':
       return steps.astype(jnp.float32)[None]
-    return jnp.zeros((1,))
+    return jnp.zeros((self.action_size,))
 
   def reset(self, rng, task) -> State:
     steps = jnp.zeros((), jnp.int32)
@@ -80,7 +83,7 @@ class ProbeEnv:
     elif self.kind == 'observation':
       reward = state.obs[0]
     elif self.kind == 'action':
-      reward = -jnp.square(action[0] - state.info['task']['target'])
+      reward = -jnp.mean(jnp.square(action - state.info['task']['target']))
     elif self.kind == 'bandit':
       reward = state.info['task']['target'] * action[0]
     elif self.kind == 'memory':
@@ -93,13 +96,13 @@ class ProbeEnv:
                          done=done, info=info)
 
 
-def make_probe(kind: str) -> TaskFamily:
-  """A TaskFamily over probe `kind`; tasks carry `target` ~ U[-0.6, 0.6]."""
+def make_probe(kind: str, size: int = 1) -> TaskFamily:
+  """A TaskFamily over probe `kind` (ProbeEnv's `size`); tasks carry `target` ~ U[-0.6, 0.6]."""
 
   def sample(rng, n):
     return {'target': jax.random.uniform(rng, (n,), minval=-0.6, maxval=0.6)}
 
   return TaskFamily(
-      name=f'probe_{kind}', env=ProbeEnv(kind),
+      name=f'probe_{kind}' + (f'_x{size}' if size != 1 else ''), env=ProbeEnv(kind, size),
       samplers={'train': sample, 'test_id': sample, 'test_ood': sample},
       description={s: 'target ~ U[-0.6, 0.6]' for s in ('train', 'test_id', 'test_ood')})
