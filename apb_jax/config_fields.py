@@ -40,7 +40,13 @@ FIELDS = {
                'activation': Choice('relu', choices=tuple(sorted(policy.ACTIVATIONS))),
                'core_size': Int(0, low=0),
                # fresh adapters' pre-tanh std; 0: softplus(0) + 1e-3 = 0.694 (see policy.py)
-               'init_scale': Real(0.0, low=0.0)},
+               'init_scale': Real(0.0, low=0.0),
+               # what adaptation trains in the methods that train adapters alone (apb,
+               # apb_warm, apb_randominit): linear (the paper's), in_only, out_only, lora
+               # (+ a rank-lora_rank update of each frozen layer), film (+ a per-layer scale and
+               # shift); meta-training and scratch/finetune keep linear (policy.py)
+               'adapter': Choice('linear', choices=policy.ADAPTER_FORMS),
+               'lora_rank': Int(4, low=1)},
     # SAC and TD3 (apb_jax.learners.LearnerConfig fields), every stage.
     'rl': {'num_envs': Int(16, low=1), 'batch_size': Int(256, low=1),
            'grad_updates_per_step': Int(4, low=1), 'buffer_size': Int(1_000_000, low=1),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import sys
@@ -33,7 +34,7 @@ import jax
 import numpy as np
 
 from apb_jax import (adapt, baselines, checkpoint, compile_stats, estimate, evaluation, files,
-                     hosts, inherit, meta_train, plan, policy, report)
+                     hosts, inherit, meta_train, optim, plan, policy, report)
 from apb_jax import tasks
 from apb_jax.learners import make_train, networks, normalizer
 from apb_jax.tasks import base as tasks_base
@@ -274,12 +275,15 @@ class Experiment:
                                          self.config.rl.critic_widths)
 
   def _init_params(self, name, backbone, n_runs, critic_backbone=None, start=None,
-                   critic_start=None):
+                   critic_start=None, mode=None):
     """Params of `n_runs` runs: every run's adapters from `start` (an origin or a mean), or,
-    with `start` None, fresh per run from the key of `name`; the critic likewise."""
+    with `start` None, fresh per run from the key of `name`; the critic likewise. In `mode`
+    'adapters' the adapters get the leaves of the adapter form (policy.with_form)."""
+    config = policy_config(self.config, mode)
+    if start is not None:
+      start = policy.with_form(start, _key(self.config, 'adapter_form'), config)
     params = adapt.init_params(_key(self.config, name), backbone, n_runs,
-                               self.family.obs_size, self.family.action_size,
-                               policy_config(self.config), start)
+                               self.family.obs_size, self.family.action_size, config, start)
     if critic_backbone is not None:
       params['critic_backbone'] = critic_backbone
       if critic_start is not None:
@@ -426,7 +430,7 @@ class Experiment:
     elif critic_from == 'random':
       critic, critic_start = self.random_critic_backbone(), self.adapter_origin(inherit.CRITIC)
     params = self._init_params(f'adapt/adapters/{split}', meta['backbone'] if meta else
-                               self.random_backbone(), runs, critic, start, critic_start)
+                               self.random_backbone(), runs, critic, start, critic_start, m.mode)
     if meta is not None and c.adapt.obs_stats == 'meta' and self.carried():
       params['obs_stats'] = self.inherited(inherit.ACTOR, 'obs_stats')['obs_stats']
     return params
@@ -440,11 +444,23 @@ class Experiment:
                 f'adapter origin{own}' if c.adapt.adapters == 'origin' else 'independent draws')
     carried_stats = meta and c.adapt.obs_stats == 'meta' and self.carried()
     return {'backbone': report.META_BACKBONE if meta else 'random (meta-training\'s start)',
-            'adapters': adapters,
+            'adapters': adapters, 'trainable_params': self.trainable_params(method_name),
             'obs_stats': 'meta-training\'s' if carried_stats else 'fresh',
             'critic': {None: 'fresh MLP', 'meta': 'meta-trained backbone',
                        'random': 'random backbone'}[adapt.critic_setup(method_name,
                                                                        c.adapt.critic)[1]]}
+
+  def trainable_params(self, method_name: str) -> int:
+    """How many policy scalars one run of `method_name` trains (the adapters, in the form
+    --config.policy.adapter, or the whole network); the critic is not counted."""
+    mode = adapt.method(method_name).mode
+    config = policy_config(self.config, mode)
+    shapes = jax.eval_shape(lambda k: policy.init_params(
+        k, self.family.obs_size, self.family.action_size, config), jax.random.PRNGKey(0))
+    if mode == 'all':
+      return sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
+    return optim.count_trainable({'adapters': shapes['adapters']},
+                                 policy.frozen_adapters(config))
 
   def adapt_learner(self, method_name):
     """The learner config of `method_name`'s adaptation stages."""
@@ -560,6 +576,7 @@ class Experiment:
         seeds=c.adapt.seeds, random_return=random_return, budgets=self.budgets(),
         timing={'total_s': run_s, 'compile_s': compile_s, 'env_steps': env_steps,
                 'env_steps_per_s': env_steps / max(run_s - compile_s, 1e-9)})
+    out['adapter'] = c.policy.adapter      # the adapters-only methods' form (policy.py)
     if c.backbone_from:
       out['backbone_source'] = self.backbone_source()
     out['compile'] = compile_stats.since(self._compiled_before)
@@ -598,18 +615,20 @@ def _check_workdir(path: str) -> None:
                      'a --workdir you can write to.')
 
 
-# Fields that change how a run executes, not its results: a run directory written before one
-# was added resumes under any value of it.
-NEUTRAL_FIELDS = ('adapt.stack',)
+# Fields added after run directories were written, each with the values under which such a
+# directory resumes (None: any; a field that changes how a run executes, not its results), or
+# the value that reproduces what ran before it existed.
+NEUTRAL_FIELDS = {'adapt.stack': None, 'policy.adapter': 'linear', 'policy.lora_rank': None}
 _ABSENT = object()
 
 
 def _flat_diff(old, new, prefix=''):
   """'field: old -> new' for every leaf that differs between two nested dicts (a field of
-  NEUTRAL_FIELDS absent from `old` differs from nothing)."""
+  NEUTRAL_FIELDS absent from `old` differs from nothing at its neutral value)."""
   keys = set(old) | set(new) if isinstance(old, dict) and isinstance(new, dict) else None
   if keys is None:
-    if old is _ABSENT and prefix[:-1] in NEUTRAL_FIELDS:
+    if old is _ABSENT and prefix[:-1] in NEUTRAL_FIELDS and NEUTRAL_FIELDS[prefix[:-1]] in (
+        None, new):
       return []
     shown = [None if v is _ABSENT else v for v in (old, new)]
     return [] if old == new else [f'{prefix[:-1]}: {shown[0]!r} -> {shown[1]!r}']

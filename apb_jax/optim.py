@@ -15,6 +15,8 @@ plain dicts and flax `FrozenDict`s work, at any nesting depth (e.g. a
 
 from __future__ import annotations
 
+import math
+
 import jax
 import optax
 
@@ -25,15 +27,17 @@ def _key_name(entry) -> str | None:
   return getattr(entry, 'key', None)
 
 
-def trainable_labels(params):
-  """Same-structure tree of 'train' (under 'adapters') / 'freeze' (under 'backbone')."""
+def trainable_labels(params, frozen=()):
+  """Same-structure tree of 'train' (under 'adapters') / 'freeze' (under 'backbone', or under
+  'adapters' -> a key in `frozen`: the adapter keys an adapter form keeps fixed, e.g. ('out',))."""
 
   def label(path, _):
     names = [_key_name(p) for p in path]
     if 'backbone' in names:
       return FREEZE
     if 'adapters' in names:
-      return TRAIN
+      below = names[names.index('adapters') + 1:]
+      return FREEZE if below and below[0] in frozen else TRAIN
     raise ValueError(
         f'parameter {jax.tree_util.keystr(path)} is under neither a '
         "'backbone' nor an 'adapters' key; lay params out as "
@@ -42,10 +46,18 @@ def trainable_labels(params):
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def adapters_only(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-  """`tx` on adapter leaves; backbone leaves frozen and stateless."""
+def adapters_only(tx: optax.GradientTransformation,
+                  frozen=()) -> optax.GradientTransformation:
+  """`tx` on adapter leaves; backbone leaves (and the adapter keys in `frozen`, see
+  policy.frozen_adapters) frozen and stateless."""
   return optax.partition({TRAIN: tx, FREEZE: optax.set_to_zero()},
-                         trainable_labels)
+                         lambda params: trainable_labels(params, frozen))
+
+
+def count_trainable(params, frozen=()) -> int:
+  """How many scalars `adapters_only(tx, frozen)` trains in `params` (one run's tree)."""
+  labels = jax.tree.leaves(trainable_labels(params, frozen))
+  return sum(math.prod(x.shape) for x, l in zip(jax.tree.leaves(params), labels) if l == TRAIN)
 
 
 def all_params(tx: optax.GradientTransformation) -> optax.GradientTransformation:

@@ -21,6 +21,20 @@ backbone `f` is a nonlinear function of its input on both sides.
 adapter's output), d_L its output width; L = len(widths) - 1 dense layers.
 The same architecture with every leaf trainable is the `scratch` baseline.
 
+The adapter's form (`PolicyConfig.adapter`; what adaptation trains besides, or instead of,
+the paper's two linear maps; the backbone stays frozen in every form):
+    linear    W_in, b_in, W_out, b_out (APB, the default)
+    in_only   W_in, b_in; the output adapter stays where it started
+    out_only  W_out, b_out; the input adapter stays where it started
+    lora      linear, plus a rank-r update of each frozen layer: h W_l + (h A_l) B_l, with
+              A_l [d_l, r] random and B_l [r, d_l+1] zero at the start (LoRA, Hu et al. 2021)
+    film      linear, plus a per-layer scale and shift of the layer's pre-activation:
+              g(gamma_l * (h W_l + b_l) + beta_l), gamma_l = 1, beta_l = 0 at the start
+              (FiLM, Perez et al. 2018)
+The extra leaves live under `adapters['lora']` / `adapters['film']` ({'dense_l': ...}), so
+they train wherever the adapters train; `frozen_adapters` names the adapter keys a form keeps
+fixed (optim.adapters_only freezes them). Every form starts as the linear policy's function.
+
 The output is a tanh-squashed Gaussian: `loc, scale` parameterise the
 pre-squash Normal, and `action = tanh(loc)` is the deterministic action.
 
@@ -59,6 +73,10 @@ ACTIVATIONS = {
 }
 
 
+ADAPTER_FORMS = ('linear', 'in_only', 'out_only', 'lora', 'film')
+_FROZEN = {'in_only': ('out',), 'out_only': ('in',)}   # adapter keys a form keeps fixed
+
+
 @dataclasses.dataclass(frozen=True)
 class PolicyConfig:
   """Static (hashable) architecture of the APB policy.
@@ -81,6 +99,8 @@ class PolicyConfig:
   core_size: int = 0        # GRU hidden size between backbone and output adapter; 0: none
   init_scale: float = 0.0
   loc_gain: float = 1e-4
+  adapter: str = 'linear'   # one of ADAPTER_FORMS
+  lora_rank: int = 4        # r of adapter='lora'
 
   def __post_init__(self):
     object.__setattr__(self, 'widths', tuple(int(w) for w in self.widths))
@@ -94,6 +114,11 @@ class PolicyConfig:
     if self.init_scale != 0.0 and not self.init_scale > self.min_scale:
       raise ValueError(f'PolicyConfig.init_scale={self.init_scale} must be 0 (the default init)'
                        f' or > min_scale={self.min_scale}; e.g. init_scale=0.1.')
+    if self.adapter not in ADAPTER_FORMS:
+      raise ValueError(f'PolicyConfig.adapter={self.adapter!r} is unknown; choose one of '
+                       f'{list(ADAPTER_FORMS)}.')
+    if self.lora_rank < 1:
+      raise ValueError(f'PolicyConfig.lora_rank must be >= 1, got {self.lora_rank}.')
     if self.activation not in ACTIVATIONS:
       raise ValueError(
           f'PolicyConfig.activation={self.activation!r} is unknown; choose one of '
@@ -162,7 +187,38 @@ def init_adapters(rng: jax.Array, obs_size: int, action_size: int,
     adapters['out']['bias'] = adapters['out']['bias'].at[action_size:].set(b)
   if config.core_size:
     adapters['core'] = recurrent.init(k_core, config.widths[-1], config.core_size)
-  return adapters
+  return with_form(adapters, jax.random.fold_in(k_core, 1), config)
+
+
+def with_form(adapters: Params, rng: jax.Array, config: PolicyConfig) -> Params:
+  """`adapters` (unbatched; e.g. an adapter origin saved by meta-training, which is always
+  linear) with the extra leaves of `config.adapter` added where missing, at the start that
+  leaves the policy's function unchanged (lora's B = 0, film's gamma = 1 and beta = 0)."""
+  name = config.adapter
+  if name not in ('lora', 'film') or name in adapters:
+    return dict(adapters)
+  widths, r = config.widths, config.lora_rank
+  keys = jax.random.split(rng, len(widths) - 1)
+  if name == 'lora':   # A ~ fan-in scaling, as LoRA's Kaiming A; B = 0
+    extra = {f'dense_{i}': {'a': dense_init(k, widths[i], r, 1.0)['kernel'],
+                            'b': jnp.zeros((r, widths[i + 1]), jnp.float32)}
+             for i, k in enumerate(keys)}
+  else:
+    extra = {f'dense_{i}': {'scale': jnp.ones((widths[i + 1],), jnp.float32),
+                            'shift': jnp.zeros((widths[i + 1],), jnp.float32)}
+             for i in range(len(widths) - 1)}
+  return dict(adapters, **{name: extra})
+
+
+def frozen_adapters(config: PolicyConfig) -> tuple:
+  """The adapter keys (e.g. ('out',)) that `config.adapter` keeps at their start."""
+  return _FROZEN.get(config.adapter, ())
+
+
+def as_linear(config: PolicyConfig) -> PolicyConfig:
+  """`config` with the paper's linear adapters (meta-training, and the methods that train
+  the whole network, always use these; a form is an adaptation choice)."""
+  return dataclasses.replace(config, adapter='linear')
 
 
 def init_params(rng: jax.Array, obs_size: int, action_size: int,
@@ -173,13 +229,22 @@ def init_params(rng: jax.Array, obs_size: int, action_size: int,
           'adapters': init_adapters(k_a, obs_size, action_size, config)}
 
 
-def backbone_features(backbone: Params, z: jax.Array,
-                      activation: str = 'relu') -> jax.Array:
-  """f(z): [..., d_0] -> [..., d_L], nonlinear at its input and after each layer."""
+def backbone_features(backbone: Params, z: jax.Array, activation: str = 'relu',
+                      adapters: Params | None = None) -> jax.Array:
+  """f(z): [..., d_0] -> [..., d_L], nonlinear at its input and after each layer; `adapters`
+  holding 'lora' or 'film' (an adapter form) modulate each frozen layer."""
   g = ACTIVATIONS[activation]
+  lora = (adapters or {}).get('lora')
+  film = (adapters or {}).get('film')
   h = g(z)
   for i in range(len(backbone)):
-    h = g(dense(backbone[f'dense_{i}'], h))
+    name = f'dense_{i}'
+    pre = dense(backbone[name], h)
+    if lora is not None:
+      pre = pre + (h @ lora[name]['a']) @ lora[name]['b']
+    if film is not None:
+      pre = film[name]['scale'] * pre + film[name]['shift']
+    h = g(pre)
   return h
 
 
@@ -199,7 +264,7 @@ def _check_fit(backbone: Params, adapters: Params):
 
 def _features(backbone, adapters, obs, config):
   _check_fit(backbone, adapters)
-  return backbone_features(backbone, dense(adapters['in'], obs), config.activation)
+  return backbone_features(backbone, dense(adapters['in'], obs), config.activation, adapters)
 
 
 def _head(adapters, h, config) -> PolicyOutput:

@@ -207,7 +207,8 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
   t = report['timing']
   lines = [f"# {report['task']}", '',
            f"profile `{report['profile']}`, learner `{report['learner']}`, exploration "
-           f"`{report['exploration']}`, critic `{report.get('critic', 'fresh')}`, "
+           f"`{report['exploration']}`, critic `{report.get('critic', 'fresh')}`, adapter "
+           f"`{report.get('adapter', 'linear')}`, "
            f"{_count(report['seeds'], 'seed')} per task", '',
            f"Wall time {t['total_s'] / 60:.1f} min (compile {t['compile_s']:.1f} s), "
            f"{t['env_steps']:,} env steps, {t['env_steps_per_s']:.0f} env steps/s", '']
@@ -244,9 +245,10 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
     lines.append('')
   if report.get('inherits'):
     lines += ['## What each method starts from', '',
-              '| method | backbone | adapters | normaliser | critic |', '|---|---|---|---|---|']
-    lines += [f"| {m} | {v['backbone']} | {v['adapters']} | {v['obs_stats']} | {v['critic']} |"
-              for m, v in report['inherits'].items()]
+              '| method | backbone | adapters | normaliser | critic | trainable policy params |',
+              '|---|---|---|---|---|---|']
+    lines += [f"| {m} | {v['backbone']} | {v['adapters']} | {v['obs_stats']} | {v['critic']} | "
+              f"{v.get('trainable_params', '')} |" for m, v in report['inherits'].items()]
     lines.append('')
   claims = report.get('claims', [])
   lines += claims_lib.markdown(claims)

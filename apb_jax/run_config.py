@@ -22,11 +22,16 @@ __all__ = ['SPLITS', 'csv', 'policy_config', 'ppo_config', 'learner_config',
            'off_policy_config', 'validate', 'needs_meta_backbone']
 
 
-def policy_config(config) -> policy.PolicyConfig:
+def policy_config(config, mode: str | None = None) -> policy.PolicyConfig:
+  """The policy of config.policy; its adapter form (config.policy.adapter) only for a learner
+  that trains adapters alone (`mode` 'adapters'): meta-training, the methods that train the
+  whole network and the adapter origin use the paper's linear adapters."""
   return policy.PolicyConfig(widths=tuple(config.policy.widths),
                              activation=config.policy.activation,
                              core_size=config.policy.core_size,
-                             init_scale=config.policy.init_scale)
+                             init_scale=config.policy.init_scale,
+                             adapter=config.policy.adapter if mode == 'adapters' else 'linear',
+                             lora_rank=config.policy.lora_rank)
 
 
 def _tuples(group) -> dict:
@@ -38,7 +43,8 @@ def ppo_config(config, mode: str, total_steps: int, eval_every: int,
   """PPO from config.ppo and config.policy (eval_episodes from config.rl); `changes` override."""
   ppo = _tuples(config.ppo)
   fields = dict(mode=mode, exploration=exploration, total_steps=total_steps,
-                policy=dataclasses.replace(policy_config(config), loc_gain=ppo.pop('loc_gain')),
+                policy=dataclasses.replace(policy_config(config, mode),
+                                           loc_gain=ppo.pop('loc_gain')),
                 eval_every=eval_every, eval_episodes=config.rl.eval_episodes, **ppo)
   return PPOConfig(**dict(fields, **changes))
 
@@ -63,7 +69,7 @@ def learner_config(config, mode: str, total_steps: int, eval_every: int,
 def off_policy_config(config, algo: str, mode: str, total_steps: int, eval_every: int,
                       exploration: str = 'action', **changes) -> LearnerConfig:
   """SAC or TD3 from config.rl and config.policy; `changes` override."""
-  fields = dict(algo=algo, mode=mode, exploration=exploration, policy=policy_config(config),
+  fields = dict(algo=algo, mode=mode, exploration=exploration, policy=policy_config(config, mode),
                 total_steps=total_steps, eval_every=eval_every,
                 buffer_size=min(config.rl.buffer_size, total_steps),
                 **{k: v for k, v in _tuples(config.rl).items() if k != 'buffer_size'})

@@ -162,6 +162,24 @@ def test_backbone_carried_to_another_robot_keeps_only_the_backbone(probe_run, tm
                    str(tmp_path / 'b'), show_progress=False, family=wide)
 
 
+def test_adapter_form_adapts_over_the_same_meta_trained_backbone(probe_run, tmp_path):
+  """--config.policy.adapter=lora over the probe run's backbone: only the adapters-only
+  methods take the form (scratch trains the linear network as before, the same runs), apb
+  trains the linear adapters plus a rank-2 update per layer, and solves the probe."""
+  workdir, out = probe_run
+  assert out['inherits']['apb']['trainable_params'] == (1 * 16 + 16) + (16 * 2 + 2)
+  assert out['inherits']['scratch']['trainable_params'] == 66 + (16 * 16 + 16)
+  lora = _run(probe_config(backbone_from=str(workdir), methods='apb,scratch',
+                           **{'policy.adapter': 'lora', 'policy.lora_rank': 2}), tmp_path)
+  assert lora['adapter'] == 'lora'
+  assert lora['inherits']['apb']['trainable_params'] == 66 + (16 * 2 + 2 * 16)   # one layer
+  assert lora['inherits']['scratch'] == out['inherits']['scratch']
+  for split in SPLITS:
+    assert lora['methods']['apb'][split]['final_return']['mean'] > -0.05, split
+    chex.assert_trees_all_close(lora['methods']['scratch'][split]['curve'],
+                                out['methods']['scratch'][split]['curve'], rtol=1e-4, atol=1e-4)
+
+
 def test_meta_critic_is_saved_and_frozen_for_apb_while_scratch_is_unchanged(probe_run, tmp_path):
   """adapt.critic=meta: meta-training saves one critic backbone beside the policy's; the
   standard-RL method (scratch) is the same run as with a fresh critic; a run

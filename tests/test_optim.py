@@ -82,3 +82,56 @@ def test_leaf_outside_the_layout_is_an_error_naming_the_fix():
   params = dict(_params(), log_std=jnp.zeros(2))
   with pytest.raises(ValueError, match=r"\['log_std'\].*lay params out as"):
     optim.adapters_only(optax.sgd(0.1)).init(params)
+
+
+FORMS = [f for f in policy.ADAPTER_FORMS if f != 'linear']
+
+
+@pytest.mark.parametrize('form', policy.ADAPTER_FORMS)
+def test_every_adapter_form_leaves_the_backbone_bit_for_bit_and_trains_only_its_leaves(form):
+  """Each form (policy.ADAPTER_FORMS) under adapters_only(frozen=policy.frozen_adapters): 50
+  Adam steps leave the backbone and the form's frozen adapter keys bit for bit, move every
+  other adapter leaf, lower the loss, keep Adam moments for exactly the trained leaves, and
+  count_trainable counts those."""
+  config = policy.PolicyConfig(widths=(16, 32, 16), adapter=form, lora_rank=2)
+  params = policy.init_params(jax.random.PRNGKey(0), 5, 2, config)
+  params['adapters']['out']['kernel'] = params['adapters']['out']['kernel'] * 100   # let it move
+  frozen = policy.frozen_adapters(config)
+  obs = jax.random.normal(jax.random.PRNGKey(1), (64, 5))
+  target = jnp.tanh(obs[:, :2] * 2.0)
+  tx = optim.adapters_only(optax.adam(1e-2), frozen)
+  loss = lambda p: jnp.mean(jnp.square(
+      policy.apply(p['backbone'], p['adapters'], obs, config).loc - target))
+  update = jax.jit(lambda p, s: (lambda g: (lambda u: (optax.apply_updates(p, u[0]), u[1]))(
+      tx.update(g, s, p)))(jax.grad(loss)(p)))
+  new, state = params, tx.init(params)
+  for _ in range(50):
+    new, state = update(new, state)
+  chex.assert_trees_all_equal(new['backbone'], params['backbone'])
+  for key in params['adapters']:
+    moved = [not np.array_equal(a, b) for a, b in zip(
+        jax.tree.leaves(params['adapters'][key]), jax.tree.leaves(new['adapters'][key]))]
+    assert all(moved) if key not in frozen else not any(moved), (form, key)
+  assert float(loss(new)) < 0.7 * float(loss(params)), form
+  trained = {k: v for k, v in params['adapters'].items() if k not in frozen}
+  assert _array_sizes(state) == sorted(_array_sizes(trained) * 2)
+  assert optim.count_trainable(params, frozen) == sum(x.size for x in jax.tree.leaves(trained))
+  expected = {'linear': 5 * 16 + 16 + 16 * 4 + 4, 'in_only': 5 * 16 + 16, 'out_only': 16 * 4 + 4,
+              'lora': 5 * 16 + 16 + 16 * 4 + 4 + (16 * 2 + 2 * 32) + (32 * 2 + 2 * 16),
+              'film': 5 * 16 + 16 + 16 * 4 + 4 + 2 * (32 + 16)}[form]
+  assert optim.count_trainable(params, frozen) == expected
+
+
+@pytest.mark.parametrize('form', FORMS)
+def test_every_adapter_form_starts_as_the_linear_policy(form):
+  """with_form adds the form's leaves at the start that leaves the function unchanged, so an
+  adapter origin saved by (linear) meta-training starts every form at the same policy."""
+  linear = policy.PolicyConfig(widths=(16, 32, 16))
+  config = policy.PolicyConfig(widths=(16, 32, 16), adapter=form)
+  params = policy.init_params(jax.random.PRNGKey(0), 5, 2, linear)
+  adapters = policy.with_form(params['adapters'], jax.random.PRNGKey(3), config)
+  obs = jax.random.normal(jax.random.PRNGKey(1), (8, 5))
+  chex.assert_trees_all_close(policy.apply(params['backbone'], adapters, obs, config),
+                              policy.apply(params['backbone'], params['adapters'], obs, linear),
+                              atol=1e-6)
+  assert set(adapters) - set(params['adapters']) == ({form} if form in ('lora', 'film') else set())

@@ -159,7 +159,8 @@ def _actor_step(agent, shared: Shared, loss_fn, config):
   In mode 'shared' the backbone also steps, by the task-mean of its gradient.
   """
   actor, opt, shared, loss, aux = shared_lib.actor_update(
-      agent.actor, agent.actor_opt, shared, loss_fn, _adam(config.actor_lr), config.mode)
+      agent.actor, agent.actor_opt, shared, loss_fn, _adam(config.actor_lr), config.mode,
+      policy.frozen_adapters(config.policy))
   return agent.replace(actor=actor, actor_opt=opt), shared, loss, aux
 
 

@@ -62,7 +62,7 @@ def actor_sequence(actor, obs, carry, resets, backbone, config):
 
 def actor_optimizer(tx, config):
   """`all_params(tx)` in mode 'all', else `adapters_only(tx)` for the per-task actor."""
-  return shared.actor_tx(tx, config.mode)
+  return shared.actor_tx(tx, config.mode, policy.frozen_adapters(config.policy))
 
 
 def init_mlp(rng, sizes) -> dict:

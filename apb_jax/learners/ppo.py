@@ -100,7 +100,7 @@ class PPOTrainer(loop.HostLoop):
     value = networks.init_mlp(
         k_value, (self.obs_size + c.policy.core_size, *c.value_widths, 1))
     tx = _tx(c)
-    agent = PPOAgent(actor=actor, actor_opt=shared_lib.actor_tx(tx, c.mode).init(actor),
+    agent = PPOAgent(actor=actor, actor_opt=networks.actor_optimizer(tx, c).init(actor),
                      value=value, value_opt=tx.init(value),
                      obs_stats=normalizer.init(self.obs_size))
     env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, c.num_envs),
@@ -169,7 +169,8 @@ class PPOTrainer(loop.HostLoop):
 
     tx = _tx(c)
     actor, actor_opt, shared, _, (surrogate, entropy, approx_kl, clip_frac) = (
-        shared_lib.actor_update(agent.actor, agent.actor_opt, shared, actor_loss, tx, c.mode))
+        shared_lib.actor_update(agent.actor, agent.actor_opt, shared, actor_loss, tx, c.mode,
+                                policy.frozen_adapters(c.policy)))
     v_loss, v_grads = jax.value_and_grad(value_loss)(agent.value)
     v_updates, value_opt = tx.update(v_grads, agent.value_opt, agent.value)
     agent = agent.replace(actor=actor, actor_opt=actor_opt,

@@ -43,13 +43,15 @@ def init(backbone, tx: optax.GradientTransformation, mode: str) -> Shared:
   return Shared(backbone=backbone, backbone_opt=tx.init(backbone) if mode == 'shared' else ())
 
 
-def actor_tx(tx: optax.GradientTransformation, mode: str) -> optax.GradientTransformation:
+def actor_tx(tx: optax.GradientTransformation, mode: str,
+             frozen=()) -> optax.GradientTransformation:
   """The per-task actor optimiser: `tx` on every leaf in modes 'all' and 'tied', else on the
-  adapters only."""
-  return optim.all_params(tx) if mode in WHOLE_ACTOR_MODES else optim.adapters_only(tx)
+  adapters only, less the adapter keys in `frozen` (policy.frozen_adapters)."""
+  return optim.all_params(tx) if mode in WHOLE_ACTOR_MODES else optim.adapters_only(tx, frozen)
 
 
-def actor_update(actor, actor_opt, shared: Shared, loss_fn: Callable, tx, mode: str):
+def actor_update(actor, actor_opt, shared: Shared, loss_fn: Callable, tx, mode: str,
+                 frozen=()):
   """One step of `tx` on `loss_fn(actor, backbone) -> (loss, aux)`, for one task.
 
   Returns `(actor, actor_opt, shared, loss, aux)`. In mode 'shared' the
@@ -68,5 +70,5 @@ def actor_update(actor, actor_opt, shared: Shared, loss_fn: Callable, tx, mode: 
         lambda actor: loss_fn(actor, shared.backbone), has_aux=True)(actor)
     if mode == 'tied':
       grads = jax.lax.pmean(grads, TASK_AXIS)
-  updates, actor_opt = actor_tx(tx, mode).update(grads, actor_opt, actor)
+  updates, actor_opt = actor_tx(tx, mode, frozen).update(grads, actor_opt, actor)
   return optax.apply_updates(actor, updates), actor_opt, shared, loss, aux
