@@ -41,6 +41,37 @@ def test_one_process_changes_nothing():
   hosts.barrier('alone')                # returns at once
 
 
+_BUILD = '''
+import sys, jax
+from apb_jax import hosts, tasks
+hosts.start(sys.argv[1], 2, int(sys.argv[2]))
+family = tasks.make('cheetah_vel')
+local = set(jax.local_devices())
+assert all(leaf.devices() <= local for leaf in jax.tree.leaves(family.env.base.sys)
+           if isinstance(leaf, jax.Array)), 'the model is on a device of another process'
+task = jax.tree.map(lambda x: x[0], family.sample(jax.random.PRNGKey(0), 1, 'train'))
+print('obs', float(family.env.reset(jax.random.PRNGKey(1), task).obs.sum()))
+'''
+
+
+def test_every_process_builds_an_mjx_family_on_its_own_devices():
+  """MJX puts a model on jax.devices()[0], process 0's device in a run of several processes;
+  tasks.families puts it on each process's own, so both build and reset cheetah_vel alike."""
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             JAX_PLATFORMS='cpu', PYTHONPATH=ROOT)
+  procs = [subprocess.Popen([sys.executable, '-c', _BUILD, f'localhost:{port}', str(i)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-2000:]
+  obs = [line for out, _ in outs for line in out.splitlines() if line.startswith('obs')]
+  assert len(obs) == 2 and obs[0] == obs[1]
+
+
 # cheetah_vel's smoke with 4 train and 4 test tasks (runs divide the 4 devices), APB methods.
 SMOKE = ['--config=experiments/configs/cheetah_vel.py:smoke', '--progress=false',
          '--config.methods=apb,scratch', '--config.meta.num_tasks=4',

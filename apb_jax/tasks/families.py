@@ -30,6 +30,7 @@ import math
 import jax
 import jax.numpy as jnp
 from brax import envs as brax_envs
+from mujoco import mjx
 
 from apb_jax.tasks.base import TaskEnv, TaskFamily, TaskParams
 
@@ -138,13 +139,28 @@ def _dynamics_samplers(n_body: int, n_dof: int):
 
 
 # -- builders ----------------------------------------------------------------
+def _brax_env(robot, backend, **env_kwargs):
+  """Brax's env `robot`, its system on this process's first device. MJX's put_model places
+  the model on `jax.devices()[0]`, which in a run of several processes (hosts.py) is process
+  0's device: every other process would hold a model it cannot read."""
+  if jax.process_count() == 1:
+    return brax_envs.get_environment(robot, backend=backend, **env_kwargs)
+  put_model = mjx.put_model
+  mjx.put_model = lambda m, *a, **k: put_model(m, *a, **{'device': jax.local_devices()[0],
+                                                         **k})
+  try:
+    return brax_envs.get_environment(robot, backend=backend, **env_kwargs)
+  finally:
+    mjx.put_model = put_model
+
+
 def _reward_family(name, robot, reward_fn, key, train, ood, train_text, ood_text,
                    backend, episode_length, **env_kwargs):
   """A family whose task is one parameter `key` of the reward.
 
   `train` / `ood` draw `[n, ...]` values: fn(rng, n). test_id uses `train`.
   """
-  base = brax_envs.get_environment(robot, backend=backend, **env_kwargs)
+  base = _brax_env(robot, backend, **env_kwargs)
 
   def wrap(draw):
     return lambda rng, n: {key: draw(rng, n)}
@@ -198,7 +214,7 @@ def ant_goal(backend=DEFAULT_BACKEND, episode_length=EPISODE_LENGTH):
 
 
 def _dynamics_family(name, robot, backend, episode_length):
-  base = brax_envs.get_environment(robot, backend=backend)
+  base = _brax_env(robot, backend)
   n_body = base.sys.body_mass.shape[0] - 1
   n_dof = base.sys.qd_size()
   return TaskFamily(
