@@ -4,7 +4,8 @@
     print(results_table.markdown(rows))
 
 One row per (run, split, method), read from the run's report.json and
-results/adapt_<method>_<split>.json, never from anywhere else:
+results/adapt_<method>_<split>.json, never from anywhere else (with the run's critic, whose
+backbone it adapted and its adapter form):
     start     mean eval return before adaptation (step 0)
     final     mean final return (report.json's, by its rule: claims.final_evals) with its
               95% bootstrap interval
@@ -40,10 +41,24 @@ def _critic(report) -> str:
   return report.get('critic', 'fresh')   # reports from before adapt.critic existed: fresh
 
 
+def _backbone(report) -> str:
+  """Whose meta-trained backbone the run adapted: 'own', or --config.backbone_from's family."""
+  source = report.get('backbone_source')
+  return 'own' if source is None or source['family'] == report['task'] else source['family']
+
+
+def _adapter(report) -> str:
+  return report.get('adapter', 'linear')   # reports from before policy.adapter: linear
+
+
 def label(report) -> str:
-  """A run's name in a figure: its family, and its critic setting unless `fresh`."""
-  critic = _critic(report)
-  return report['task'] if critic == 'fresh' else f"{report['task']} (critic {critic})"
+  """A run's name in a figure: its family, and its critic, backbone and adapter form where
+  they are not the defaults."""
+  notes = [f'critic {_critic(report)}' if _critic(report) != 'fresh' else '',
+           f'{_backbone(report)} backbone' if _backbone(report) != 'own' else '',
+           f'{_adapter(report)} adapters' if _adapter(report) != 'linear' else '']
+  notes = [n for n in notes if n]
+  return report['task'] + (f" ({', '.join(notes)})" if notes else '')
 
 
 def rows(run_dirs) -> list[dict]:
@@ -64,7 +79,8 @@ def rows_of(run_reports) -> list[dict]:
         gain = stats.summarize(np.asarray(final['per_run']) - curves[:, 0])
         out.append({
             'task': report['task'],
-            'critic': _critic(report), 'split': split, 'method': method,
+            'critic': _critic(report), 'backbone': _backbone(report),
+            'adapter': _adapter(report), 'split': split, 'method': method,
             'runs': len(final['per_run']), 'start': curve['mean'][0], 'final': final['mean'],
             'final_ci': (final['ci_low'], final['ci_high']),
             'gain': (gain['mean'], gain['ci_low'], gain['ci_high']),
@@ -89,14 +105,18 @@ def _num(x: float) -> str:
 
 
 def markdown(table_rows) -> str:
-  """A markdown table of `rows(...)`."""
-  columns = ('family', 'critic', 'split', 'method', 'runs', 'start', 'final [95% CI]',
+  """A markdown table of `rows(...)`; the backbone and adapter columns appear when some row
+  has a backbone carried from another family or an adapter form other than linear."""
+  extra = [k for k, default in (('backbone', 'own'), ('adapter', 'linear'))
+           if any(r.get(k, default) != default for r in table_rows)]
+  columns = ('family', 'critic', *extra, 'split', 'method', 'runs', 'start', 'final [95% CI]',
              'gain [95% CI]', 'learns', 'AUC', "steps to scratch's final (reached)", 'minutes')
   lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
   for r in table_rows:
     lo, hi = r['final_ci']
     gain, gain_lo, gain_hi = r['gain']
-    cells = (r['task'], r['critic'], r['split'], r['method'], str(r['runs']), _num(r['start']),
+    cells = (r['task'], r['critic'], *(r[k] for k in extra), r['split'], r['method'],
+             str(r['runs']), _num(r['start']),
              f"{_num(r['final'])} [{_num(lo)}, {_num(hi)}]",
              f'{_num(gain)} [{_num(gain_lo)}, {_num(gain_hi)}]', 'yes' if r['learns'] else 'no',
              _num(r['auc']), _threshold(r['to_threshold']), f"{r['minutes']:.1f}")
