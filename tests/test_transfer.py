@@ -90,7 +90,9 @@ def test_apb_warm_starts_at_the_meta_trained_return_and_apb_at_the_origins(same_
   assert transfer['start_to_meta_final'] is None   # a cost (meta_final <= 0): no ratio
   assert 'transfer' not in methods['apb_randominit']['test_id']
   assert out['inherits']['apb_warm']['adapters'] == "meta-trained adapters' mean"
-  assert out['inherits']['scratch'] == {
+  scratch = dict(out['inherits']['scratch'])
+  assert scratch.pop('trainable_params') > out['inherits']['apb']['trainable_params'] > 0
+  assert scratch == {
       'backbone': "random (meta-training's start)", 'adapters': 'adapter origin',
       'obs_stats': 'fresh', 'critic': 'fresh MLP'}
   assert 'Zero-shot' not in (workdir / 'report.md').read_text()   # no ratio of costs
