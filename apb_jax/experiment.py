@@ -69,8 +69,11 @@ def _version(package):
 class Experiment:
   """One run directory; `run()` does every stage that is not done yet."""
 
-  def __init__(self, config, workdir: str, show_progress: bool = True, family=None):
-    """`family`: a TaskFamily to use instead of `tasks.make(config.task)` (tests, new families)."""
+  def __init__(self, config, workdir: str, show_progress: bool = True, family=None,
+               task_sets=None):
+    """`family`: a TaskFamily to use instead of `tasks.make(config.task)` (tests, new families);
+    `task_sets`: {split: TaskParams [n, ...]} to use instead of sampling those splits (api.py);
+    a run directory keeps the tasks it was started with."""
     validate(config, check_task=family is None,
              episode_length=family.episode_length if family else tasks.EPISODE_LENGTH)
     compile_stats.install()
@@ -82,6 +85,7 @@ class Experiment:
     self._trainers = {}
     self._inherited = {}                  # checkpoint name -> what meta-training saved there
     self._last_chunk, self.estimate_line = None, None   # see _estimate
+    self._given_tasks = dict(task_sets or {})
     found = self._read_dir()              # before the family is built: errors come at once
     hosts.barrier('run directory read')   # by every process before process 0 writes to it
     self.family = family or tasks.make(config.task)
@@ -124,8 +128,8 @@ class Experiment:
     if old is None:
       files.write_json(self.path('config.json'), self._config_json())
     if saved is None:
-      sets = {split: json.loads(self.family.tasks_to_json(
-          self.family.sample(_key(self.config, f'tasks/{split}'), n, split), split))
+      sets = {split: json.loads(self.family.tasks_to_json(self._given_tasks.get(
+          split, self.family.sample(_key(self.config, f'tasks/{split}'), n, split)), split))
               for split, n in (('train', self.config.meta.num_tasks),
                                *((s, self.config.adapt.num_tasks) for s in SPLITS))}
       files.write_json(self.path('tasks.json'), sets)
@@ -259,7 +263,9 @@ class Experiment:
   def finish(self, name, out, ckpt=None):
     """Writes the stage's result (which marks it done) unless written, then drops `ckpt`."""
     path = self.path('results', f'{name}.json')
-    if not os.path.exists(path):
+    written = os.path.exists(path)
+    hosts.barrier(f'checked {path}')   # every process decides before process 0 writes it
+    if not written:
       files.write_json(path, out)
     if ckpt is not None:
       ckpt.remove()
@@ -501,7 +507,8 @@ class Experiment:
     The call checkpoints under checkpoints/<first stage>[+<n more>]/ and writes each
     stage's result file at its end: run_s and compile_s split evenly over the stages (equal
     runs and budgets), the call's own under `call` (the stages stacked, its wall and compile
-    seconds); env_steps = runs x `env_steps_per_run` (default the learner's total_steps)."""
+    seconds); env_steps = runs x `env_steps_per_run` (default the learner's total_steps).
+    Returns the call's final learner state (api.py reads the trained params from it)."""
     c = self.config
     runs = c.adapt.num_tasks * c.adapt.seeds
     keys = jax.numpy.concatenate([jax.random.split(self.key(f'adapt/{split}'), runs)
@@ -523,6 +530,7 @@ class Experiment:
           call={'stages': [p[0] for p in parts], 'run_s': out['run_s'],
                 'compile_s': out['compile_s']}))
     ckpt.remove()
+    return state
 
   def budgets(self) -> dict:
     """Env steps per task of each phase, and the test runs (stated beside the claims)."""
