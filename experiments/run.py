@@ -68,7 +68,8 @@ def main(argv):
     sys.exit(_no_config_file(flags.FLAGS['config'].serialize().split('=', 1)[-1]))
   if config is None or not _WORKDIR.value:
     sys.exit('error: pass --config=experiments/configs/<family>.py:<profile> and --workdir=DIR.')
-  from apb_jax import hosts
+  from apb_jax import cache, hosts
+  cache.quiet_cache_hits()                   # XLA:CPU's two lines on every cache hit
   try:
     hosts.start(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _HOSTS_AUTO.value)
   except ValueError as e:

@@ -27,6 +27,52 @@ def test_an_unwritable_cache_turns_itself_off_with_a_warning(tmp_path):
   assert jax.config.jax_compilation_cache_dir == before   # this session's cache untouched
 
 
+def test_an_entry_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+  from jax._src import lru_cache
+  cache._write_entries_atomically()
+  store = lru_cache.LRUCache(str(tmp_path), max_size=-1)
+  store.put('k1', b'x' * 1000)
+  assert store.get('k1') == b'x' * 1000
+  store.put('k1', b'other')                      # an entry is never replaced
+  assert store.get('k1') == b'x' * 1000
+
+  def killed(*_):                                # the launch dies between write and rename
+    raise KeyboardInterrupt
+  monkeypatch.setattr(os, 'replace', killed)
+  with pytest.raises(KeyboardInterrupt):
+    store.put('k2', b'y' * 1000)
+  assert store.get('k2') is None                 # no partial entry for a later launch to read
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['k1-cache']   # nor a temporary file
+
+
+_QUIET = textwrap.dedent('''
+    import os, sys, warnings
+    from apb_jax import cache
+    cache.quiet_cache_hits()
+    os.write(2, b"E1206 02:17:00.68 1 cpu_aot_loader.cc:220] Loading XLA:CPU AOT result. SIGILL\\n")
+    os.write(2, b"W1206 02:17:00.67 1 pjrt_executable.cc:642] Assume version compatibility. PjRt-IFRT\\n")
+    os.write(2, b"E1206 02:17:00.70 1 other.cc:1] a real XLA error\\n")
+    warnings.warn('a python warning')
+    print('to stdout')
+    if sys.argv[1] == 'crash':
+      import ctypes
+      ctypes.string_at(0)                        # a segmentation fault
+''')
+
+
+@pytest.mark.parametrize('end', ['exit', 'crash'])
+def test_the_launcher_drops_only_xlas_cache_hit_lines(end):
+  out = subprocess.run([sys.executable, '-c', _QUIET, end], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=os.getcwd()), timeout=120)
+  assert 'cpu_aot_loader' not in out.stderr and 'Assume version' not in out.stderr
+  assert 'a real XLA error' in out.stderr and 'a python warning' in out.stderr
+  assert out.stdout == 'to stdout\n'
+  if end == 'crash':                             # faulthandler still reports the crash
+    assert out.returncode != 0 and 'Segmentation fault' in out.stderr, out.stderr
+  else:
+    assert out.returncode == 0, out.stderr
+
+
 _WORKER = textwrap.dedent('''
     import sys
     import jax, jax.numpy as jnp
