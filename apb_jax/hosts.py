@@ -14,6 +14,7 @@ and `barrier` returns at once, so a single process behaves exactly as without th
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 
@@ -83,6 +84,7 @@ def to_host(tree):
   if jax.process_count() == 1:
     return jax.tree.map(np.asarray, tree)
   from jax.experimental import multihost_utils
+  barrier('to_host')        # all arrive before the gather's collective (see barrier)
   return jax.tree.map(lambda x: np.asarray(x) if _whole_here(x) else
                       multihost_utils.process_allgather(x, tiled=True), tree)
 
@@ -91,8 +93,30 @@ def _whole_here(x) -> bool:
   return not isinstance(x, jax.Array) or x.is_fully_addressable or x.is_fully_replicated
 
 
+# How long a process waits for the others at a barrier: one may compile (or restore) for
+# minutes on a loaded CPU while another, its programs read from the cache, waits.
+BARRIER_TIMEOUT_S = 3600
+_barriers = itertools.count()
+
+
 def barrier(name: str) -> None:
-  """Every process waits here until all have reached the barrier `name` (one process: none)."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)
+  """Every process waits here until all have reached the barrier `name` (one process: none).
+
+  On the coordination service's key-value store, not a device collective: XLA:CPU's Gloo
+  collectives give up when a peer is 30 s late (`Gloo context initialization failed:
+  GetKeyValue() timed out`, measured when one process of a two-process smoke compiled
+  while the other gathered), so every collective we issue (to_host's gather) is preceded
+  by this barrier. Processes must pass the same barriers in the same order: a different
+  `name` at the same barrier is a RuntimeError naming both."""
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed
+  client, me = distributed.global_state.client, jax.process_index()
+  n = next(_barriers)
+  client.key_value_set(f'apb/barrier/{n}/{me}', name)
+  client.wait_at_barrier(f'apb/barrier/{n}', BARRIER_TIMEOUT_S * 1000)
+  names = {p: client.blocking_key_value_get(f'apb/barrier/{n}/{p}', 60_000)
+           for p in range(jax.process_count())}
+  if len(set(names.values())) > 1:
+    raise RuntimeError(f'processes reached different barriers ({names}): every process '
+                       'must run the same program with the same config and run directory.')

@@ -72,6 +72,46 @@ def test_every_process_builds_an_mjx_family_on_its_own_devices():
   assert len(obs) == 2 and obs[0] == obs[1]
 
 
+_LATE = '''
+import sys, time, jax, jax.numpy as jnp, numpy as np
+from apb_jax import hosts
+hosts.start(sys.argv[1], 2, int(sys.argv[2]))
+mesh = jax.sharding.Mesh(np.array(jax.devices()), ('task',))
+x = jax.jit(lambda: jnp.arange(4.0), out_shardings=jax.sharding.NamedSharding(
+    mesh, jax.sharding.PartitionSpec('task')))()
+time.sleep(float(sys.argv[3]) * jax.process_index())   # process 1 arrives late
+print('got', hosts.to_host(x).tolist())
+if sys.argv[4] == 'mismatch':
+  hosts.barrier(f'name {jax.process_index()}')
+'''
+
+
+def _pair(code, *args):
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2',
+             JAX_PLATFORMS='cpu', PYTHONPATH=ROOT)
+  procs = [subprocess.Popen([sys.executable, '-c', code, f'localhost:{port}', str(i), *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i in range(2)]
+  return [(p, *p.communicate(timeout=600)) for p in procs]
+
+
+def test_processes_at_different_barriers_stop_naming_both():
+  for p, out, err in _pair(_LATE, '0', 'mismatch'):
+    assert 'got [0.0, 1.0, 2.0, 3.0]' in out
+    assert p.returncode != 0 and 'processes reached different barriers' in err, err[-2000:]
+
+
+@pytest.mark.slow   # one process waits 40 s
+def test_a_process_40_s_late_at_a_gather_is_waited_for():
+  """XLA:CPU's Gloo collectives give up on a peer 30 s late; hosts.to_host waits at a
+  barrier of the coordination service first (found when one process compiled for longer)."""
+  for p, out, err in _pair(_LATE, '40', 'ok'):
+    assert p.returncode == 0 and 'got [0.0, 1.0, 2.0, 3.0]' in out, err[-2000:]
+
+
 # cheetah_vel's smoke with 4 train and 4 test tasks (runs divide the 4 devices), APB methods.
 SMOKE = ['--config=experiments/configs/cheetah_vel.py:smoke', '--progress=false',
          '--config.methods=apb,scratch', '--config.meta.num_tasks=4',

@@ -178,6 +178,7 @@ class HostLoop:
     else:
       state, done, curves = resume
     compile_s = self.last_compile_s = self.compile(state)   # read by progress_fn observers
+    hosts.barrier(f'compiled {label}')   # processes compile at different speeds
     curves = [hosts.to_host(self.evaluate(state))] if curves is None else list(curves)
     history = []
     progress = Progress(total=c.total_steps, label=label or f'{c.algo}/{c.mode}',
