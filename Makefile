@@ -12,7 +12,7 @@ RUFF   := $(VENV)/bin/ruff
 JAX_VERSION := $(shell sed -n 's/^jax==\([^ ]*\).*/\1/p' requirements.txt)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test test-all test-latest lint bench bench-envs experiment clean
+.PHONY: install test test-all test-latest lint bench bench-envs experiment docs clean
 
 install: $(STAMP)
 
@@ -70,6 +70,11 @@ FAMILIES := $(basename $(notdir $(filter-out %/common.py %/__init__.py,$(wildcar
 experiment: install
 	@test -f experiments/configs/$(TASK).py || { echo "error: unknown TASK=$(TASK); choose one of: $(FAMILIES)"; exit 2; }
 	$(PY) -m experiments.run --config=experiments/configs/$(TASK).py:$(PROFILE) --workdir=$(WORKDIR) $(ARGS)
+
+# docs/configuration.md from apb_jax/config_fields.py, and every generated table (and its
+# figure) in README.md and docs/*.md from experiments.summarize over the kept run directories.
+docs: install
+	$(PY) -m experiments.make_docs
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache *.egg-info
