@@ -1,4 +1,4 @@
-"""Finished run directories -> one markdown table (the README's results tables).
+"""Finished run directories -> one markdown table (the results tables of docs/results.md).
 
     rows = results_table.rows(['runs/cv_fresh', 'runs/cv_meta'])
     print(results_table.markdown(rows))

@@ -115,7 +115,7 @@ def test_q_fit_with_the_correct_frozen_backbone_beats_a_random_one_but_not_a_fre
   100/250/500/1000 (0.45-0.64 at step 0): T frozen .0017/.00048/.00019/.00008, random frozen
   .0026/.00057/.00021/.00009, fresh MLP .00036/.00008/.00003/.00002; with 8-D inputs the
   same order. So a frozen critic backbone is no shortcut for fitting Q by itself, whatever it
-  holds; `adapt.critic=meta` is measured on the real families instead (README)."""
+  holds; `adapt.critic=meta` is measured on the real families instead (docs/results.md)."""
   t = networks.init_critic_backbone(jax.random.PRNGKey(100), FIT_WIDTHS)
   like = LearnerConfig(critic_mode='adapters', critic_widths=FIT_WIDTHS)
   teacher = jax.vmap(lambda k: networks.init_critic(k, D - 1, 1, like, t))(

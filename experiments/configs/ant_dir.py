@@ -47,7 +47,7 @@ still rising, below standing's 1.0 per step: the policy has yet to learn to walk
 hour does not afford a longer budget (8 stages of 4 x 102,400 steps are already ~3.3M env
 steps), so the default profile does not show ant_dir learning; the paper profile's 204,800
 steps per task (GPU) is where to look.
-The whole default profile (runs/ant_dir_default, 186 min shared, the README's Results) bears
+The whole default profile (runs/ant_dir_default, 186 min shared, docs/results.md) bears
 this out: on test_id every method ends below standing still (start 198.5-201.4; final apb
 161.0, apb_randominit 155.4, scratch 133.6, finetune 154.9, every gain's interval below 0),
 each mean curve at 7-45 by 20,480 steps and climbing at the end; meta-training too ended

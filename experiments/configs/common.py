@@ -26,7 +26,7 @@ mean(A - B) from the claim's boundary (-margin for claim 1) in standard deviatio
 task's difference:
     D = 1.5: 8 tasks (6: 0.65)     D = 1.0: 11 (10: 0.78)     D = 0.75: 16 (12: 0.65)
     D = 0.5: ~34 (20: 0.58; stats.tasks_for_power for the t-test above 20 tasks)
-Measured so far for claim 1 (README "Results": apb - scratch on test_id, 4 tasks x 1 seed,
+Measured so far for claim 1 (docs/results.md: apb - scratch on test_id, 4 tasks x 1 seed,
 six families): |mean| / sd 0.2-1.2 (median ~0.5), and the margin (0.1 x scratch's gain over
 random, claims.margin) adds margin / sd, ~0.6 on cheetah_vel (gain ~130, sd ~21): D ~ 0.5-1
 on most families, each from 4 runs, so rough. Hence:
