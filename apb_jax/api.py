@@ -105,13 +105,13 @@ def adapt(config, workdir: str, method: str = 'apb', tasks=None, split: str = 't
   exp = experiment.Experiment(config, workdir, show_progress, family,
                               task_sets=None if tasks is None else {split: tasks})
   stage = f'adapt_{method}_{split}'
+  learner = exp.adapt_learner(method)
   state = None
   if not exp.done(stage):
     runs = config.adapt.num_tasks * config.adapt.seeds
-    state = exp.stacked_stage([(stage, method, split)], exp.adapt_learner(method),
+    state = exp.stacked_stage([(stage, method, split)], learner,
                               exp.start_params(method, split, runs))
   result = exp.result(stage)
-  learner = exp.adapt_learner(method)
   params = stats = None
   if state is not None:
     actor = state.agent.actor
@@ -120,7 +120,8 @@ def adapt(config, workdir: str, method: str = 'apb', tasks=None, split: str = 't
     stats = state.agent.obs_stats
   return Adapted(method=method, split=split, policy=learner.policy,
                  normalize_obs=learner.normalize_obs,
-                 trainable_params=exp.trainable_params(method), params=params, obs_stats=stats, steps=np.asarray(result['steps']),
+                 trainable_params=exp.trainable_params(method), params=params,
+                 obs_stats=stats, steps=np.asarray(result['steps']),
                  curves=np.asarray(result['curves']))
 
 
