@@ -168,11 +168,21 @@ def test_two_processes_equal_one_and_resume_after_both_are_killed(tmp_path):
   two_s = time.perf_counter() - start
   got, want = _numbers(_report(two)), _numbers(_report(one))
   assert got.keys() == want.keys()
-  for key, value in want.items():       # reductions over 4 devices in 1 or 2 processes
+  for key, value in want.items():
+    # Meta-training's reductions over 4 devices run in another order in 2 processes: every
+    # return differs by up to ~0.03 (measured 0.025 on returns of 37-700, relative <= 1e-4),
+    # and a difference of two methods' returns near 0 (the claims) by as much, absolutely.
     if isinstance(value, float):
-      assert got[key] == pytest.approx(value, rel=1e-3, abs=1e-3), key
+      assert got[key] == pytest.approx(value, rel=1e-3, abs=0.05), key
     else:
       assert got[key] == value, key
+  _kill_and_resume(killed, two)
+  print(json.dumps({'one_process_s': one_s, 'two_processes_s': two_s}))   # pytest -s shows it
+
+
+def _kill_and_resume(killed, two):
+  """Both processes killed mid-stage (after adaptation's first checkpoint), both relaunched:
+  the report equals the uninterrupted two-process run's `two`."""
   procs = _two(killed)
   deadline = time.time() + 1800
   while not os.path.exists(os.path.join(killed, 'checkpoints', 'adapt_apb_test_id+1', '1')):
@@ -184,4 +194,3 @@ def test_two_processes_equal_one_and_resume_after_both_are_killed(tmp_path):
   assert not os.path.exists(os.path.join(killed, 'results', 'adapt_apb_test_ood.json'))
   _wait(_two(killed), killed)
   assert _report(killed) == _report(two)
-  print(json.dumps({'one_process_s': one_s, 'two_processes_s': two_s}))   # pytest -s shows it
