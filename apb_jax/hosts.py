@@ -14,6 +14,7 @@ and `barrier` returns at once, so a single process behaves exactly as without th
 
 from __future__ import annotations
 
+import functools
 import itertools
 import socket
 import time
@@ -46,6 +47,23 @@ def start(coordinator_address: str | None = None, num_processes: int | None = No
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(coordinator_address, num_processes, process_id,
                              initialization_timeout=timeout_s)
+  _align_compiles()
+
+
+def _align_compiles() -> None:
+  """Every process waits for the others after building each program (compiled, or read from
+  the persistent cache), so they start its first run, and the Gloo collectives in it,
+  together: XLA:CPU's Gloo gives up on a peer 30 s late, and a process compiling a program
+  another had read from the cache was that late (measured: `Gloo context initialization
+  failed: GetKeyValue() timed out` in a learner's first evaluation under load). Every
+  process builds the same programs in the same order: only files differ between them."""
+  from jax._src import dispatch, monitoring
+
+  def on_duration(event: str, duration: float, fun_name: str = '', **_) -> None:
+    del duration
+    if event == dispatch.BACKEND_COMPILE_EVENT:
+      barrier(f'built {fun_name}')
+  monitoring.register_event_duration_secs_listener(on_duration)
 
 
 def _address(address: str) -> tuple[str, int]:
@@ -80,13 +98,30 @@ def writer() -> bool:
 
 def to_host(tree):
   """`tree`'s arrays as numpy, whole: gathered from every process when the run spans several
-  (every process gets the same values and so takes the same decisions)."""
+  (every process gets the same values and so takes the same decisions).
+
+  Each gather program is compiled (or found compiled) before a barrier and run after it, so
+  the processes enter its collective together: XLA:CPU's Gloo collectives give up on a peer
+  30 s late, and a process still compiling the gather under load was that late (measured)."""
   if jax.process_count() == 1:
     return jax.tree.map(np.asarray, tree)
-  from jax.experimental import multihost_utils
-  barrier('to_host')        # all arrive before the gather's collective (see barrier)
-  return jax.tree.map(lambda x: np.asarray(x) if _whole_here(x) else
-                      multihost_utils.process_allgather(x, tiled=True), tree)
+  leaves, treedef = jax.tree.flatten(tree)
+  spread = [i for i, x in enumerate(leaves) if not _whole_here(x)]
+  gathers = {i: _gather_program(leaves[i].shape, leaves[i].dtype, leaves[i].sharding)
+             for i in spread}
+  barrier('to_host')
+  out = [np.asarray(gathers[i](x).addressable_data(0)) if i in gathers else np.asarray(x)
+         for i, x in enumerate(leaves)]
+  return jax.tree.unflatten(treedef, out)
+
+
+@functools.lru_cache(maxsize=None)
+def _gather_program(shape, dtype, sharding):
+  """The compiled identity that replicates a global array [shape] over every device."""
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ('all',))
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  spec = jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
+  return jax.jit(lambda x: x, out_shardings=replicated).lower(spec).compile()
 
 
 def _whole_here(x) -> bool:
