@@ -80,7 +80,9 @@ def rows_of(run_reports) -> list[dict]:
         out.append({
             'task': report['task'],
             'critic': _critic(report), 'backbone': _backbone(report),
-            'adapter': _adapter(report), 'split': split, 'method': method,
+            'adapter': _adapter(report),
+            'params': report.get('inherits', {}).get(method, {}).get('trainable_params'),
+            'split': split, 'method': method,
             'runs': len(final['per_run']), 'start': curve['mean'][0], 'final': final['mean'],
             'final_ci': (final['ci_low'], final['ci_high']),
             'gain': (gain['mean'], gain['ci_low'], gain['ci_high']),
@@ -106,16 +108,20 @@ def _num(x: float) -> str:
 
 def markdown(table_rows) -> str:
   """A markdown table of `rows(...)`; the backbone and adapter columns appear when some row
-  has a backbone carried from another family or an adapter form other than linear."""
+  has a backbone carried from another family or an adapter form other than linear, and
+  with the adapter the trainable policy parameters of one run (`params`)."""
   extra = [k for k, default in (('backbone', 'own'), ('adapter', 'linear'))
            if any(r.get(k, default) != default for r in table_rows)]
+  if 'adapter' in extra:
+    extra.append('params')
   columns = ('family', 'critic', *extra, 'split', 'method', 'runs', 'start', 'final [95% CI]',
              'gain [95% CI]', 'learns', 'AUC', "steps to scratch's final (reached)", 'minutes')
   lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
   for r in table_rows:
     lo, hi = r['final_ci']
     gain, gain_lo, gain_hi = r['gain']
-    cells = (r['task'], r['critic'], *(r[k] for k in extra), r['split'], r['method'],
+    cells = (r['task'], r['critic'], *('-' if r.get(k) is None else str(r[k]) for k in extra), r['split'],
+             r['method'],
              str(r['runs']), _num(r['start']),
              f"{_num(r['final'])} [{_num(lo)}, {_num(hi)}]",
              f'{_num(gain)} [{_num(gain_lo)}, {_num(gain_hi)}]', 'yes' if r['learns'] else 'no',

@@ -175,9 +175,9 @@ def test_adapter_form_adapts_over_the_same_meta_trained_backbone(probe_run, tmp_
   assert lora['inherits']['apb']['trainable_params'] == 66 + (16 * 2 + 2 * 16)   # one layer
   assert lora['inherits']['scratch'] == out['inherits']['scratch']
   table = results_table.markdown(results_table.rows([str(workdir), str(tmp_path)])).splitlines()
-  assert table[0].startswith('| family | critic | adapter | split |')     # only when one differs
-  assert table[2].startswith('| probe | fresh | linear | test_id | apb |')
-  assert table[-1].startswith('| probe | fresh | lora | test_ood | scratch |')
+  assert table[0].startswith('| family | critic | adapter | params | split |')   # when one differs
+  assert table[2].startswith('| probe | fresh | linear | 66 | test_id | apb |')
+  assert table[-1].startswith(f"| probe | fresh | lora | {66 + 256 + 16} | test_ood | scratch |")
   assert results_table.label(lora) == 'probe (lora adapters)'
   assert '| adapter |' not in results_table.markdown(results_table.rows([str(workdir)]))
   for split in SPLITS:
