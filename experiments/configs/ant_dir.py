@@ -52,6 +52,13 @@ this out: on test_id every method ends below standing still (start 198.5-201.4; 
 161.0, apb_randominit 155.4, scratch 133.6, finetune 154.9, every gain's interval below 0),
 each mean curve at 7-45 by 20,480 steps and climbing at the end; meta-training too ended
 below where it began (200.6 -> 7.9 -> 113.3 over 61,440 steps).
+With the one adapter origin, the meta-trained observation statistics and adaptation's
+temperature 0.045 and actor delay 0.2 (experiments/measured/runs/ant_dir_default_2026-12-05,
+211 min over three launches, shared): meta-training 200.3 -> 140.6; every method that starts
+standing (196.7-204.2) holds it through the critic-only 20,480 steps, falls to 13-35 at
+30,720 and ends at 135.7-150.5 (gains' intervals below 0). apb_warm, starting from the
+meta-trained policy at 170.2, never falls below 162 and ends at 224.2 [203.9, 244.6] on
+test_id (gain 54.0 [30.6, 77.5]): the first run of this family above standing still.
 """
 
 from experiments.configs import common
