@@ -106,6 +106,11 @@ def _num(x: float) -> str:
   return f'{x:.1f}' if abs(x) >= 10 else f'{x:.3g}'
 
 
+def _label(value) -> str:
+  """A column's value as text; '-' where a report predates the field."""
+  return '-' if value is None else str(value)
+
+
 def markdown(table_rows) -> str:
   """A markdown table of `rows(...)`; the backbone and adapter columns appear when some row
   has a backbone carried from another family or an adapter form other than linear, and
@@ -120,9 +125,8 @@ def markdown(table_rows) -> str:
   for r in table_rows:
     lo, hi = r['final_ci']
     gain, gain_lo, gain_hi = r['gain']
-    cells = (r['task'], r['critic'], *('-' if r.get(k) is None else str(r[k]) for k in extra), r['split'],
-             r['method'],
-             str(r['runs']), _num(r['start']),
+    cells = (r['task'], r['critic'], *(_label(r.get(k)) for k in extra), r['split'],
+             r['method'], str(r['runs']), _num(r['start']),
              f"{_num(r['final'])} [{_num(lo)}, {_num(hi)}]",
              f'{_num(gain)} [{_num(gain_lo)}, {_num(gain_hi)}]', 'yes' if r['learns'] else 'no',
              _num(r['auc']), _threshold(r['to_threshold']), f"{r['minutes']:.1f}")
