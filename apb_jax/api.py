@@ -128,7 +128,9 @@ def adapt(config, workdir: str, method: str = 'apb', tasks=None, split: str = 't
 def act(adapted: Adapted, obs, run: int = 0):
   """The deterministic action [..., action_size] of run `run` of `adapted` for `obs`
   [..., obs_size], normalised by the run's statistics where training normalised them."""
-  pick = lambda x: x[run]
+  def pick(x):
+    return x[run]
+
   backbone = adapted.params['backbone']
   if backbone['dense_0']['kernel'].ndim == 3:     # trained per run: [runs, d_in, d_out]
     backbone = jax.tree.map(pick, backbone)

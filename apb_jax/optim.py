@@ -57,7 +57,8 @@ def adapters_only(tx: optax.GradientTransformation,
 def count_trainable(params, frozen=()) -> int:
   """How many scalars `adapters_only(tx, frozen)` trains in `params` (one run's tree)."""
   labels = jax.tree.leaves(trainable_labels(params, frozen))
-  return sum(math.prod(x.shape) for x, l in zip(jax.tree.leaves(params), labels) if l == TRAIN)
+  return sum(math.prod(x.shape) for x, label in zip(jax.tree.leaves(params), labels, strict=True)
+             if label == TRAIN)
 
 
 def all_params(tx: optax.GradientTransformation) -> optax.GradientTransformation:

@@ -66,7 +66,7 @@ def test_every_process_builds_an_mjx_family_on_its_own_devices():
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True) for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
-  for p, (out, err) in zip(procs, outs):
+  for p, (_, err) in zip(procs, outs, strict=True):
     assert p.returncode == 0, err[-2000:]
   obs = [line for out, _ in outs for line in out.splitlines() if line.startswith('obs')]
   assert len(obs) == 2 and obs[0] == obs[1]

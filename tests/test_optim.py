@@ -100,8 +100,9 @@ def test_every_adapter_form_leaves_the_backbone_bit_for_bit_and_trains_only_its_
   obs = jax.random.normal(jax.random.PRNGKey(1), (64, 5))
   target = jnp.tanh(obs[:, :2] * 2.0)
   tx = optim.adapters_only(optax.adam(1e-2), frozen)
-  loss = lambda p: jnp.mean(jnp.square(
-      policy.apply(p['backbone'], p['adapters'], obs, config).loc - target))
+  def loss(p):
+    return jnp.mean(jnp.square(policy.apply(p['backbone'], p['adapters'], obs, config).loc - target))
+
   update = jax.jit(lambda p, s: (lambda g: (lambda u: (optax.apply_updates(p, u[0]), u[1]))(
       tx.update(g, s, p)))(jax.grad(loss)(p)))
   new, state = params, tx.init(params)
@@ -110,7 +111,7 @@ def test_every_adapter_form_leaves_the_backbone_bit_for_bit_and_trains_only_its_
   chex.assert_trees_all_equal(new['backbone'], params['backbone'])
   for key in params['adapters']:
     moved = [not np.array_equal(a, b) for a, b in zip(
-        jax.tree.leaves(params['adapters'][key]), jax.tree.leaves(new['adapters'][key]))]
+        jax.tree.leaves(params['adapters'][key]), jax.tree.leaves(new['adapters'][key]), strict=True)]
     assert all(moved) if key not in frozen else not any(moved), (form, key)
   assert float(loss(new)) < 0.7 * float(loss(params)), form
   trained = {k: v for k, v in params['adapters'].items() if k not in frozen}
