@@ -11,9 +11,11 @@ still passes through the backend-compile timer (the time to load it) and also re
 cache hit. So `programs_compiled` = backend compiles - cache hits, and `backend_s` holds the
 loads too. Traces nest (a jitted function calling jnp's jitted functions traces them inside
 its own trace), so each `*_s` is the wall time covered by the union of its events' spans,
-not the sum of their durations. `traced_more_than_once` names the functions traced more than once in the window
-(a retrace of one program with new shapes or static arguments, or a second program built
-from the same function), the place to look for compile time spent twice.
+not the sum of their durations. `traced_more_than_once` names the functions traced more
+than once at the top level in the window (a trace nested in another one, jnp's own jitted
+helpers inside a learner's trace, is part of that program and not counted): a retrace of
+one program with new shapes or static arguments, or a second program built from the same
+function, the place to look for compile time spent twice.
 """
 
 from __future__ import annotations
@@ -32,8 +34,7 @@ SECONDS = {TRACE: 'trace_s', LOWER: 'lower_s', BACKEND: 'backend_s'}
 
 _lock = threading.Lock()
 _counts = collections.Counter()             # event -> occurrences
-_traces = collections.Counter()             # function name -> traces
-_spans = collections.defaultdict(list)      # event -> [(start, end)] (time.time())
+_spans = collections.defaultdict(list)      # event -> [(start, end, function name)] (time.time())
 _installed = False
 
 
@@ -41,24 +42,33 @@ def _on_duration(event: str, duration: float, fun_name: str = '', **_) -> None:
   if event in SECONDS:
     with _lock:
       _counts[event] += 1
-      if event == TRACE:
-        _traces[fun_name] += 1
 
 
-def _on_span(event: str, start: float, end: float, **_) -> None:
+def _on_span(event: str, start: float, end: float, fun_name: str = '', **_) -> None:
   if event in SECONDS:
     with _lock:
-      _spans[event].append((start, end))
+      _spans[event].append((start, end, fun_name))
 
 
 def _covered(spans, since: float) -> float:
   """Seconds covered by the union of the spans that start at or after `since`."""
   total, reach = 0.0, since
-  for start, end in sorted(s for s in spans if s[0] >= since):
+  for start, end, *_ in sorted(s for s in spans if s[0] >= since):
     if end > reach:
       total += end - max(start, reach)
       reach = end
   return total
+
+
+def _top_level(spans, since: float) -> collections.Counter:
+  """{function name: spans} over the spans from `since` on that no other span contains."""
+  names, reach = collections.Counter(), since
+  for start, end, name in sorted((s for s in spans if s[0] >= since),
+                                 key=lambda s: (s[0], -s[1])):
+    if start >= reach:
+      names[name] += 1
+    reach = max(reach, end)
+  return names
 
 
 def _on_event(event: str, **_) -> None:
@@ -80,20 +90,20 @@ def install() -> None:
 def snapshot() -> dict:
   """The running totals now (pass to `since`)."""
   with _lock:
-    return {'time': time.time(), 'counts': dict(_counts), 'traces': dict(_traces),
+    return {'time': time.time(), 'counts': dict(_counts),
             'spans': {event: list(spans) for event, spans in _spans.items()}}
 
 
 def since(before: dict, top: int = 10) -> dict:
   """Programs compiled, cache hits, traces and seconds (trace, lower, backend) since `before`,
-  and the `top` functions traced more than once ({name: traces})."""
+  and the `top` functions traced more than once at the top level ({name: traces})."""
   now = snapshot()
 
   def delta(kind, key):
     return now[kind].get(key, 0) - before[kind].get(key, 0)
 
   hits = delta('counts', CACHE_HIT)
-  traces = {name: n - before['traces'].get(name, 0) for name, n in now['traces'].items()}
+  traces = _top_level(now['spans'].get(TRACE, []), before['time'])
   twice = sorted(((n, name) for name, n in traces.items() if n > 1), reverse=True)[:top]
   out = {'programs_compiled': delta('counts', BACKEND) - hits, 'cache_hits': hits,
          'traces': delta('counts', TRACE)}
