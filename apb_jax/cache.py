@@ -50,6 +50,23 @@ def host_key() -> str:
   return hashlib.sha256('\n'.join(parts).encode()).hexdigest()[:16]
 
 
+def program_dir(path: str | None = None) -> str | None:
+  """Where launches keep traced programs (programs.py): `programs/<host kind>` under the
+  cache's base directory (`path`, $APB_JAX_CACHE_DIR or ~/.cache/apb_jax/xla); None (with a
+  warning) where it cannot be written."""
+  base = path or os.environ.get('APB_JAX_CACHE_DIR') or DEFAULT_DIR
+  path = os.path.join(base, 'programs', host_key())
+  try:
+    os.makedirs(path, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+      raise PermissionError(f'{path} is not writable')
+  except OSError as e:
+    warnings.warn(f'traced programs not kept ({e}); set APB_JAX_CACHE_DIR to a writable '
+                  'directory.', stacklevel=2)
+    return None
+  return path
+
+
 def enable_compilation_cache(path: str | None = None,
                              min_compile_secs: float = 0.5) -> str | None:
   """Turns on the persistent cache under `path` ($APB_JAX_CACHE_DIR or ~/.cache/apb_jax/xla),

@@ -12,10 +12,10 @@ cache hit. So `programs_compiled` = backend compiles - cache hits, and `backend_
 loads too. Traces nest (a jitted function calling jnp's jitted functions traces them inside
 its own trace), so each `*_s` is the wall time covered by the union of its events' spans,
 not the sum of their durations. `traced_more_than_once` names the functions traced more
-than once at the top level in the window (a trace nested in another one, jnp's own jitted
-helpers inside a learner's trace, is part of that program and not counted): a retrace of
-one program with new shapes or static arguments, or a second program built from the same
-function, the place to look for compile time spent twice.
+than once at the top level in the window (a trace nested in another trace or in a lowering,
+such as jnp's jitted helpers inside a learner's trace, is part of that program and not
+counted): a retrace of one program with new shapes or static arguments, or a second program
+built from the same function, the place to look for compile time spent twice.
 """
 
 from __future__ import annotations
@@ -60,12 +60,14 @@ def _covered(spans, since: float) -> float:
   return total
 
 
-def _top_level(spans, since: float) -> collections.Counter:
-  """{function name: spans} over the spans from `since` on that no other span contains."""
+def _top_level(spans, since: float, outer=()) -> collections.Counter:
+  """{function name: spans} over the `spans` from `since` on that no other span of `spans`
+  or `outer` contains (a lowering traces helpers of its own: `outer` = lowering spans)."""
   names, reach = collections.Counter(), since
-  for start, end, name in sorted((s for s in spans if s[0] >= since),
-                                 key=lambda s: (s[0], -s[1])):
-    if start >= reach:
+  tagged = [(*s, True) for s in spans] + [(*s, False) for s in outer]
+  for start, end, name, counted in sorted((s for s in tagged if s[0] >= since),
+                                          key=lambda s: (s[0], -s[1])):
+    if start >= reach and counted:
       names[name] += 1
     reach = max(reach, end)
   return names
@@ -103,7 +105,7 @@ def since(before: dict, top: int = 10) -> dict:
     return now[kind].get(key, 0) - before[kind].get(key, 0)
 
   hits = delta('counts', CACHE_HIT)
-  traces = _top_level(now['spans'].get(TRACE, []), before['time'])
+  traces = _top_level(now['spans'].get(TRACE, []), before['time'], now['spans'].get(LOWER, []))
   twice = sorted(((n, name) for name, n in traces.items() if n > 1), reverse=True)[:top]
   out = {'programs_compiled': delta('counts', BACKEND) - hits, 'cache_hits': hits,
          'traces': delta('counts', TRACE)}

@@ -34,7 +34,7 @@ import jax
 import numpy as np
 
 from apb_jax import (adapt, baselines, checkpoint, compile_stats, estimate, evaluation, files,
-                     hosts, inherit, meta_train, optim, plan, policy, report)
+                     hosts, inherit, meta_train, optim, plan, policy, programs, report)
 from apb_jax import tasks
 from apb_jax.learners import make_train, networks, normalizer
 from apb_jax.tasks import base as tasks_base
@@ -77,6 +77,7 @@ class Experiment:
     validate(config, check_task=family is None,
              episode_length=family.episode_length if family else tasks.EPISODE_LENGTH)
     compile_stats.install()
+    self._programs_before = programs.counts()
     self._compiled_before = compile_stats.snapshot()   # report.json's `compile`: this launch's
     self.config, self.dir = config, os.path.abspath(workdir)
     self.show_progress = show_progress and hosts.writer()     # one process shows progress
@@ -588,6 +589,7 @@ class Experiment:
     if c.backbone_from:
       out['backbone_source'] = self.backbone_source()
     out['compile'] = compile_stats.since(self._compiled_before)
+    out['compile'].update({k: n - self._programs_before[k] for k, n in programs.counts().items()})
     report.write_all(out, self.dir)
     self.log.close()
     return out
@@ -646,5 +648,16 @@ def _flat_diff(old, new, prefix=''):
   return out
 
 
-def run(config, workdir: str, show_progress: bool = True, family=None) -> dict:
-  return Experiment(config, workdir, show_progress, family).run()
+def run(config, workdir: str, show_progress: bool = True, family=None,
+        program_dir: str | None = None) -> dict:
+  """Runs every stage not done yet; `program_dir`: keep the learners' traced programs there
+  between launches (programs.py; the launcher's cache.program_dir()), for a run whose family
+  comes from the config (with a custom `family` it stays off)."""
+  experiment = Experiment(config, workdir, show_progress, family)
+  if program_dir is None or family is not None:
+    return experiment.run()
+  programs.enable(program_dir, context=config.to_json_best_effort(sort_keys=True))
+  try:
+    return experiment.run()
+  finally:
+    programs.disable()

@@ -216,7 +216,10 @@ def write_markdown(report: Mapping, path: str, plot_files: Sequence[str] = ()) -
     c = report['compile']
     lines += [f"This launch compiled {c['programs_compiled']} programs ({c['cache_hits']} more "
               f"loaded from the compilation cache): {c['trace_s']:.1f} s tracing, "
-              f"{c['lower_s']:.1f} s lowering, {c['backend_s']:.1f} s compiling.", '']
+              f"{c['lower_s']:.1f} s lowering, {c['backend_s']:.1f} s compiling"
+              + (f"; {c['programs_loaded']} learner programs read from the program cache "
+                 f"(apb_jax/programs.py), {c['programs_traced']} traced"
+                 if c.get('programs_loaded', 0) + c.get('programs_traced', 0) else '') + '.', '']
   if 'backbone_source' in report:   # --config.backbone_from
     b = report['backbone_source']
     n = len(next(iter(b['train_tasks'].values()), []))

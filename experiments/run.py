@@ -25,6 +25,9 @@ _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'experiments/configs/<family>.py:<profile>', lock_config=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'run directory (created or resumed)')
 _PROGRESS = flags.DEFINE_bool('progress', True, 'show progress while training')
+_KEEP_PROGRAMS = flags.DEFINE_bool(
+    'keep_programs', True, 'keep the learners\' traced programs between launches, so a '
+    'relaunch skips tracing (apb_jax/programs.py); false traces them every launch')
 # Many processes (apb_jax/hosts.py): every process gets the same flags but its own id.
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for a run over several processes')
@@ -74,17 +77,19 @@ def main(argv):
     hosts.start(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _HOSTS_AUTO.value)
   except ValueError as e:
     sys.exit(f'error: {e}')
-  launch(config, _WORKDIR.value, show_progress=_PROGRESS.value)
+  launch(config, _WORKDIR.value, show_progress=_PROGRESS.value,
+         keep_programs=_KEEP_PROGRAMS.value)
 
 
-def launch(config, workdir: str, show_progress: bool = True) -> None:
+def launch(config, workdir: str, show_progress: bool = True, keep_programs: bool = True) -> None:
   """Runs the experiment in `workdir`; a bad setting or a damaged run directory exits
   (status 1) with one line naming the fix. Over several processes (hosts.start first)
-  every process runs it; process 0 prints and writes."""
+  every process runs it; process 0 prints and writes. `keep_programs`: the learners'
+  traced programs are kept in the cache directory and reused by the next launch."""
   import jax
 
   from apb_jax import cache, experiment, hosts   # after flag parsing: --help stays fast
-  cache.enable_compilation_cache()
+  cache.enable_compilation_cache(min_compile_secs=0)   # the small programs too (measured below)
   if not hosts.writer():
     sys.stdout = open(os.devnull, 'w')         # process 0 speaks for the run (errors still show)
   logging.set_verbosity(logging.WARNING)   # orbax logs every save at INFO
@@ -93,14 +98,16 @@ def launch(config, workdir: str, show_progress: bool = True) -> None:
   print(f'jax {jax.__version__} on {jax.default_backend()}: {len(devices)} x '
         f'{devices[0].device_kind}{hosts_line} (the task axis is sharded over them)', flush=True)
   try:
-    out = experiment.run(config, workdir, show_progress=show_progress)
+    out = experiment.run(config, workdir, show_progress=show_progress,
+                         program_dir=cache.program_dir() if keep_programs else None)
   except (ValueError, FloatingPointError) as e:
     sys.exit(f'error: {e}')
   print(f'report: {os.path.join(workdir, "report.md")}')
   c = out['compile']
   print(f"compiled {c['programs_compiled']} programs ({c['cache_hits']} from the cache): "
         f"{c['trace_s']:.1f} s tracing, {c['lower_s']:.1f} s lowering, "
-        f"{c['backend_s']:.1f} s compiling")
+        f"{c['backend_s']:.1f} s compiling; {c['programs_loaded']} learner programs read from "
+        f"the program cache, {c['programs_traced']} traced")
   for method, per in out['methods'].items():
     print(method, ' '.join(f'{s}: {v["final_return"]["mean"]:.1f}' for s, v in per.items()))
 

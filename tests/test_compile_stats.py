@@ -36,3 +36,5 @@ def test_nested_spans_count_once():
            (-5.0, 1.0, 'g'), (12.5, 12.7, 'add')]
   assert compile_stats._covered(spans, since=0.0) == 11.0   # [0, 10] + [12, 13]; -5 is before
   assert compile_stats._top_level(spans, since=0.0) == {'f': 2}   # the adds ran inside f
+  lowering = [(10.0, 11.5, 'f'), (13.5, 15.0, 'f')]
+  assert compile_stats._top_level(spans + [(11.0, 11.2, 'xor')], 0.0, lowering) == {'f': 2}

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from apb_jax import hosts
+from apb_jax import hosts, programs
 from apb_jax.learners import memory, normalizer, sharding
 from apb_jax.learners.shared import TASK_AXIS
 from apb_jax.progress import Progress
@@ -117,10 +117,17 @@ class HostLoop:
     # the one copy of the state per chunk costs ~1 ms of a 2.4 s chunk at K = 1,024 on an
     # H200 (2.7 MiB/task at 4.3 TB/s), and donation would delete buffers callers still hold
     # (jit forwards the unchanged backbone of `init`'s input into the state).
-    self.chunk = jax.jit(jax.vmap(self._chunk_one, in_axes=(axes, None), out_axes=(axes, 0),
-                                  axis_name=TASK_AXIS))
-    self.evaluate = jax.jit(jax.vmap(self._evaluate_one, in_axes=(axes,)))
-    self._init = jax.jit(jax.vmap(self._init_one, in_axes=self.init_axes, out_axes=axes))
+    # programs.jit: jax.jit, or while a launcher keeps traced programs (programs.py), the
+    # program traced by an earlier launch of the same experiment and code.
+    who = (f'{type(self).__module__}.{type(self).__qualname__} {family.name} '
+           f'{type(self.env).__qualname__} per_run={per_run_backbone} {config!r}')
+    self.chunk = programs.jit(jax.vmap(self._chunk_one, in_axes=(axes, None),
+                                       out_axes=(axes, 0), axis_name=TASK_AXIS),
+                              f'chunk {who}')
+    self.evaluate = programs.jit(jax.vmap(self._evaluate_one, in_axes=(axes,)),
+                                 f'evaluate {who}')
+    self._init = programs.jit(jax.vmap(self._init_one, in_axes=self.init_axes, out_axes=axes),
+                              f'init {who}')
 
   init_axes = (0, 0, 0, None)   # vmap axes of `_init_args`'s arguments to `_init_one`
 
@@ -153,12 +160,12 @@ class HostLoop:
   def compile(self, state) -> float:
     """Compiles chunk and evaluate for `state`'s shapes ahead of time; returns the seconds.
 
-    The executables land in jit's cache, so the calls that follow (with an
-    `np.int32` chunk index, as here) do not compile again.
+    The executables are kept by chunk's and evaluate's jit (or programs.Program), so the
+    calls that follow (with an `np.int32` chunk index, as here) do not compile again.
     """
     t0 = time.perf_counter()
-    self.chunk.lower(state, np.int32(0)).compile()
-    self.evaluate.lower(state).compile()
+    self.chunk.compile(state, np.int32(0))
+    self.evaluate.compile(state)
     return time.perf_counter() - t0
 
   def train(self, rng, tasks, init_params, *,
