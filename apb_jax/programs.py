@@ -7,11 +7,11 @@
 JAX's persistent compilation cache keeps compiled executables, but every launch still traces
 each jitted function to a jaxpr and lowers it to StableHLO before it can look the executable
 up: measured on this 2-core CPU, a warm cheetah_dir smoke launch (9 learner calls) spent
-62.5 s of its 120 s tracing (34 s of it in the 9 vmapped chunks: the batching of MJX's step
-inside the scans) and 15.9 s lowering. `jit` keeps each program as a serialized
-`jax.export.Exported` (its StableHLO and its output tree) keyed by everything that
-determines it, and every launch, the first included, runs that exported program; a warm
-launch reads it from disk and goes straight to the (cached) compile.
+65.8 s of its 133 s tracing (most of it vmap batching MJX's step inside the chunks' scans)
+and 17.8 s lowering. `jit` keeps each program as a serialized `jax.export.Exported` (its
+StableHLO and its output tree) keyed by everything that determines it, and every launch,
+the first included, runs that exported program; a warm launch reads it from disk and goes
+straight to the (cached) compile: 53.0 s for that launch (docs/performance.md#compiling).
 
 The key: the caller's `fingerprint` (the learner class, function and config), the active
 `context` (the launcher's whole experiment config), the argument tree and each leaf's shape
