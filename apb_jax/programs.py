@@ -115,30 +115,48 @@ class Program:
     self._fingerprint = fingerprint
     self._exported = {}     # (context, in tree, avals) -> (Exported, out tree)
     self._compiled = {}     # same key -> compiled executable of the exported call
+    self._jit_only = False  # set when jax.export refused the function
 
   def __call__(self, *args):
-    if not active():
+    found = self._kept(args)
+    if found is None:
       return self._jit(*args)
-    key, leaves = self._key(args)
-    exported, out_tree = self._export(key, leaves)
+    key, leaves, (exported, out_tree) = found
     if any(isinstance(x, jax.core.Tracer) for x in leaves):   # inside another trace
       return jax.tree.unflatten(out_tree, exported.call(*leaves))
     return jax.tree.unflatten(out_tree, self._executable(key, leaves)(*leaves))
 
   def compile(self, *args) -> None:
     """Compiles for `args`' shapes now (the calls that follow reuse it)."""
-    if not active():
+    found = self._kept(args)
+    if found is None:
       self._jit.lower(*args).compile()
     else:
-      self._executable(*self._key(args))
+      self._executable(*found[:2])
 
   def eval_shape(self, *args):
     """The output's shapes and dtypes (`jax.ShapeDtypeStruct` leaves), nothing run."""
-    if not active():
+    found = self._kept(args)
+    if found is None:
       return self._jit.eval_shape(*args)
-    exported, out_tree = self._export(*self._key(args))
+    exported, out_tree = found[2]
     return jax.tree.unflatten(out_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype)
                                          for a in exported.out_avals])
+
+  def _kept(self, args):
+    """(key, leaves, (Exported, out tree)) for `args`, or None: the cache is off, or this
+    function cannot be exported (a host callback, a custom call without a compatibility
+    guarantee), which warns once and leaves it to plain jit."""
+    if not active() or self._jit_only:
+      return None
+    key, leaves = self._key(args)
+    try:
+      return key, leaves, self._export(key, leaves)
+    except Exception as e:   # noqa: BLE001  plain jit raises it again if it is the code's own
+      self._jit_only = True
+      warnings.warn(f'program not kept ({type(e).__name__}: {str(e)[:200]}); '
+                    'it is traced every launch', stacklevel=3)
+      return None
 
   @staticmethod
   def _key(args):

@@ -172,3 +172,16 @@ def test_a_program_with_lapack_calls_loads_in_a_fresh_process(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
   (traced, first), (loaded, second) = (r.stdout.split(' ', 1) for r in runs)
   assert (traced, loaded) == ('0', '1') and first == second
+
+
+def test_a_function_export_refuses_runs_as_plain_jit_with_a_warning(kept):
+  def with_host_callback(x):   # jax.export keeps no host callbacks
+    return jax.pure_callback(lambda v: np.asarray(v) * 2, jax.ShapeDtypeStruct((3,), np.float32),
+                             x) + 1.0
+
+  program = programs.jit(with_host_callback, 'callback')
+  with pytest.warns(UserWarning, match='program not kept'):
+    out = program(ARGS[1])
+  chex.assert_trees_all_equal(out, jax.jit(with_host_callback)(ARGS[1]))
+  chex.assert_trees_all_equal(program(ARGS[1]), out)   # plain jit from then on, no new warning
+  assert not list(kept.glob('*.program'))
