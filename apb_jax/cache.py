@@ -50,21 +50,28 @@ def host_key() -> str:
   return hashlib.sha256('\n'.join(parts).encode()).hexdigest()[:16]
 
 
-def program_dir(path: str | None = None) -> str | None:
-  """Where launches keep traced programs (programs.py): `programs/<host kind>` under the
-  cache's base directory (`path`, $APB_JAX_CACHE_DIR or ~/.cache/apb_jax/xla); None (with a
-  warning) where it cannot be written."""
+def _host_dir(path: str | None, *parts: str, off: str) -> str | None:
+  """`<base>/<parts>/<host kind>`, created, under `path`, $APB_JAX_CACHE_DIR or DEFAULT_DIR;
+  None, with the warning `<off> (<why>); set APB_JAX_CACHE_DIR to a writable directory...`
+  (to the caller's caller), where it cannot be written."""
   base = path or os.environ.get('APB_JAX_CACHE_DIR') or DEFAULT_DIR
-  path = os.path.join(base, 'programs', host_key())
+  path = os.path.join(base, *parts, host_key())
   try:
     os.makedirs(path, exist_ok=True)
     if not os.access(path, os.W_OK | os.X_OK):
       raise PermissionError(f'{path} is not writable')
   except OSError as e:
-    warnings.warn(f'traced programs not kept ({e}); set APB_JAX_CACHE_DIR to a writable '
-                  'directory.', stacklevel=2)
+    warnings.warn(f'{off} ({e}); set APB_JAX_CACHE_DIR to a writable directory.',
+                  stacklevel=3)
     return None
   return path
+
+
+def program_dir(path: str | None = None) -> str | None:
+  """Where launches keep traced programs (programs.py): `programs/<host kind>` under the
+  cache's base directory (`path`, $APB_JAX_CACHE_DIR or ~/.cache/apb_jax/xla); None (with a
+  warning) where it cannot be written."""
+  return _host_dir(path, 'programs', off='traced programs not kept')
 
 
 def enable_compilation_cache(path: str | None = None,
@@ -77,15 +84,8 @@ def enable_compilation_cache(path: str | None = None,
   and program. Returns the directory used, or None (with a warning) where it cannot be
   written: the run goes on without the cache.
   """
-  base = path or os.environ.get('APB_JAX_CACHE_DIR') or DEFAULT_DIR
-  path = os.path.join(base, host_key())
-  try:
-    os.makedirs(path, exist_ok=True)
-    if not os.access(path, os.W_OK | os.X_OK):
-      raise PermissionError(f'{path} is not writable')
-  except OSError as e:
-    warnings.warn(f'compilation cache off ({e}); set APB_JAX_CACHE_DIR to a writable '
-                  'directory to keep compiled programs between runs.', stacklevel=2)
+  path = _host_dir(path, off='compilation cache off')
+  if path is None:
     return None
   jax.config.update('jax_compilation_cache_dir', path)
   jax.config.update('jax_persistent_cache_min_compile_time_secs',
