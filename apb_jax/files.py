@@ -1,6 +1,7 @@
 """Files of a run directory, written atomically: a kill leaves the old file or the new one.
 
     atomic_write(path, lambda f: f.write(b'...'))   # f: a binary file
+    atomic_write_local(path, write)                 # the same, this process alone
     write_json(path, obj)
     read_json(path, fix='delete it to rerun the stage', keys=('steps',))   # RunFileError if bad
     remove_tree(path)
@@ -23,7 +24,7 @@ from apb_jax import hosts
 def atomic_write(path: str, write: Callable) -> None:
   """Calls `write(binary_file)` on a temporary file next to `path`, then renames it onto `path`."""
   if hosts.writer():
-    _atomic_write(path, write)
+    atomic_write_local(path, write)
   hosts.barrier(f'written {path}')
 
 
@@ -34,7 +35,8 @@ def remove_tree(path: str) -> None:
   hosts.barrier(f'removed {path}')
 
 
-def _atomic_write(path: str, write: Callable) -> None:
+def atomic_write_local(path: str, write: Callable) -> None:
+  """`atomic_write` in this process alone (no other process waits): for per-process files."""
   directory, name = os.path.split(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=f'.{name}.', suffix='.tmp')

@@ -35,11 +35,12 @@ import os
 import pathlib
 import pickle
 import re
-import tempfile
 import time
 import warnings
 
 import jax
+
+from apb_jax import files
 
 LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'brax', 'mujoco', 'mujoco-mjx', 'numpy')
 _active = {'dir': None, 'context': None}
@@ -243,12 +244,9 @@ def _load(path):
 
 def _save(path, found) -> None:
   exported, out_tree = found
+  blob = pickle.dumps({'exported': bytes(exported.serialize()), 'out_tree': out_tree})
   try:
-    blob = pickle.dumps({'exported': bytes(exported.serialize()), 'out_tree': out_tree})
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix='.tmp')
-    with os.fdopen(fd, 'wb') as f:
-      f.write(blob)
-    os.replace(tmp, path)
+    files.atomic_write_local(path, lambda f: f.write(blob))
   except OSError as e:    # a full or read-only disk: the run goes on without keeping it
     warnings.warn(f'program not kept ({e})', stacklevel=3)
 
