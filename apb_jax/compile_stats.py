@@ -30,6 +30,10 @@ TRACE = '/jax/core/compile/jaxpr_trace_duration'
 LOWER = '/jax/core/compile/jaxpr_to_mlir_module_duration'
 BACKEND = '/jax/core/compile/backend_compile_duration'
 CACHE_HIT = '/jax/compilation_cache/cache_hits'
+PROGRAM_LOADED = '/apb_jax/programs/loaded'    # programs.py: a kept program read from disk
+PROGRAM_TRACED = '/apb_jax/programs/traced'    # programs.py: a program traced and kept
+EVENTS = {CACHE_HIT: 'cache_hits', PROGRAM_LOADED: 'programs_loaded',
+          PROGRAM_TRACED: 'programs_traced'}
 SECONDS = {TRACE: 'trace_s', LOWER: 'lower_s', BACKEND: 'backend_s'}
 
 _lock = threading.Lock()
@@ -74,7 +78,7 @@ def _top_level(spans, since: float, outer=()) -> collections.Counter:
 
 
 def _on_event(event: str, **_) -> None:
-  if event == CACHE_HIT:
+  if event in EVENTS:
     with _lock:
       _counts[event] += 1
 
@@ -98,7 +102,8 @@ def snapshot() -> dict:
 
 def since(before: dict, top: int = 10) -> dict:
   """Programs compiled, cache hits, traces and seconds (trace, lower, backend) since `before`,
-  and the `top` functions traced more than once at the top level ({name: traces})."""
+  the `top` functions traced more than once at the top level ({name: traces}), and the
+  programs programs.py read from disk or traced and kept."""
   now = snapshot()
 
   def delta(kind, key):
@@ -112,4 +117,6 @@ def since(before: dict, top: int = 10) -> dict:
   out.update({name: round(_covered(now['spans'].get(event, []), before['time']), 3)
               for event, name in SECONDS.items()})
   out['traced_more_than_once'] = {name: n for n, name in twice}
+  out.update({name: delta('counts', event) for event, name in EVENTS.items()
+              if event != CACHE_HIT})   # programs_loaded, programs_traced (programs.py)
   return out

@@ -77,7 +77,6 @@ class Experiment:
     validate(config, check_task=family is None,
              episode_length=family.episode_length if family else tasks.EPISODE_LENGTH)
     compile_stats.install()
-    self._programs_before = programs.counts()
     self._compiled_before = compile_stats.snapshot()   # report.json's `compile`: this launch's
     self.config, self.dir = config, os.path.abspath(workdir)
     self.show_progress = show_progress and hosts.writer()     # one process shows progress
@@ -589,7 +588,6 @@ class Experiment:
     if c.backbone_from:
       out['backbone_source'] = self.backbone_source()
     out['compile'] = compile_stats.since(self._compiled_before)
-    out['compile'].update({k: n - self._programs_before[k] for k, n in programs.counts().items()})
     report.write_all(out, self.dir)
     self.log.close()
     return out

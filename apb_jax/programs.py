@@ -24,6 +24,7 @@ processes it stays off (exported shardings are per device count; a plain jit ins
 Entries are written atomically (a temporary file renamed into place) and a file that does
 not load is traced again and replaced, so a killed launch never leaves one that breaks the next.
 Every code change keys new programs; those no launch has read for UNUSED_DAYS are removed.
+Each program read or traced and kept is a monitoring event: compile_stats counts them.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ import time
 import warnings
 
 import jax
+from jax import monitoring
 
-from apb_jax import files
+from apb_jax import compile_stats, files
 
 LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'brax', 'mujoco', 'mujoco-mjx', 'numpy')
 _active = {'dir': None, 'context': None}
-_counts = {'programs_loaded': 0, 'programs_traced': 0}   # kept programs read, traced (+ kept)
 
 
 UNUSED_DAYS = 14    # a kept program not read for this long is removed (old code's programs)
@@ -74,12 +75,6 @@ def disable() -> None:
 def active() -> bool:
   return (_active['dir'] is not None and jax.device_count() == 1
           and jax.process_count() == 1)
-
-
-def counts() -> dict:
-  """{'programs_loaded': read from the directory, 'programs_traced': traced and kept} so far
-  in this process (subtract an earlier `counts()` for a window)."""
-  return dict(_counts)
 
 
 @functools.cache
@@ -184,9 +179,9 @@ class Program:
     if found is None:
       found = self._trace(leaves, tree)
       _save(path, found)
-      _counts['programs_traced'] += 1
+      monitoring.record_event(compile_stats.PROGRAM_TRACED)
     else:
-      _counts['programs_loaded'] += 1
+      monitoring.record_event(compile_stats.PROGRAM_LOADED)
     self._exported[key] = found
     return found
 

@@ -151,14 +151,16 @@ def test_programs_unread_for_two_weeks_are_removed_and_read_ones_kept(tmp_path):
 LAPACK_PROGRAM = """
 import sys
 import jax.numpy as jnp, numpy as np
-from apb_jax import programs
+from apb_jax import compile_stats, programs
+compile_stats.install()
+before = compile_stats.snapshot()
 programs.enable(sys.argv[1], context='lapack')
 def solve(a, b):   # CPU LAPACK kernels (getrf, potrf), as MJX's constraint solver reaches them
   spd = a @ a.T + jnp.eye(3)
   return jnp.linalg.solve(spd, b), jnp.linalg.cholesky(spd)
 a = np.arange(9, dtype=np.float32).reshape(3, 3) / 9
 out = programs.jit(solve, 'solve')(a, np.ones(3, np.float32))
-print(programs.counts()['programs_loaded'], np.asarray(out[0]).tolist())
+print(compile_stats.since(before)['programs_loaded'], np.asarray(out[0]).tolist())
 """
 
 
