@@ -12,7 +12,7 @@ RUFF   := $(VENV)/bin/ruff
 JAX_VERSION := $(shell sed -n 's/^jax==\([^ ]*\).*/\1/p' requirements.txt)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test test-all test-latest lint bench bench-envs experiment docs clean
+.PHONY: install test test-all test-latest lint bench bench-envs profile experiment docs clean
 
 install: $(STAMP)
 
@@ -56,6 +56,10 @@ lint: $(RUFF)
 bench: install
 	$(PY) experiments/bench_learners.py --out=runs/bench/results.json
 	$(PY) experiments/bench_ppo.py --out=runs/bench/ppo.json
+
+# Our SAC's update, iteration and evaluation timed part by part against brax.training's.
+profile: install
+	$(PY) experiments/profile_sac.py --profile_out=runs/bench/profile_sac.json
 
 # Per family: compile time of reset+step and vmapped env steps/s at K=1,16,128.
 bench-envs: install
