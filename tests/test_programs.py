@@ -1,5 +1,6 @@
 """programs.py: a kept program gives jit's results bit for bit; a later launch skips the trace."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -187,3 +188,24 @@ def test_a_function_export_refuses_runs_as_plain_jit_with_a_warning(kept):
   chex.assert_trees_all_equal(out, jax.jit(with_host_callback)(ARGS[1]))
   chex.assert_trees_all_equal(program(ARGS[1]), out)   # plain jit from then on, no new warning
   assert not list(kept.glob('*.program'))
+
+
+def test_a_family_reads_its_obs_size_from_the_kept_reset_program(tmp_path):
+  """Family.obs_size traces MJX's reset (1.6 s a launch) unless a kept program holds it."""
+  from apb_jax import tasks
+  programs.enable(str(tmp_path), context='obs size')
+  try:
+    first = tasks.make('cheetah_vel')
+    first_size = first.obs_size
+    compile_stats.install()
+    before = compile_stats.snapshot()
+    second = dataclasses.replace(first)   # a new family object, as a new launch builds
+    second_size = second.obs_size
+    stats = compile_stats.since(before)
+    traced = compile_stats._top_level(
+        compile_stats.snapshot()['spans'].get(compile_stats.TRACE, []), before['time'])
+  finally:
+    programs.disable()
+  task = jax.tree.map(lambda x: x[0], first.sample(_key(0), 1, 'train'))
+  assert first_size == second_size == first.env.observation_shape(task)[-1]
+  assert stats['programs_loaded'] == 1 and '_reset' not in traced, (stats, traced)
