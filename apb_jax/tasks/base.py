@@ -38,6 +38,8 @@ import numpy as np
 from brax import base as brax_base
 from brax.envs.base import PipelineEnv, State
 
+from apb_jax import programs
+
 TaskParams = Dict[str, jax.Array]
 RewardFn = Callable[[Any, Any, jax.Array, TaskParams, float], jax.Array]
 SysFn = Callable[[brax_base.System, TaskParams], brax_base.System]
@@ -243,7 +245,6 @@ class TaskFamily:
   def obs_size(self) -> int:
     """From `reset`'s output shape: traced (1.6 s for an MJX family), or, in a launch that
     keeps programs (programs.py), read from the kept reset program without tracing."""
-    from apb_jax import programs   # noqa: PLC0415  (programs -> files -> hosts; no cycle here)
     task = jax.tree.map(lambda x: x[0], self.sample(jax.random.PRNGKey(0), 1, 'train'))
     if type(self.env).observation_shape is not TaskEnv.observation_shape:   # its own rule
       return int(self.env.observation_shape(task)[-1])
