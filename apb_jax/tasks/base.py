@@ -76,7 +76,10 @@ class TaskEnv:
       reward_fn: RewardFn,
       episode_length: int,
       sys_fn: Optional[SysFn] = None,
+      name: Optional[str] = None,
   ):
+    """`name`: the family's, which names the kept `reset` program (programs.py: kept only in
+    launches that build the family from the config; elsewhere `observation_shape` traces)."""
     if episode_length < 1:
       raise ValueError(
           f'episode_length must be >= 1, got {episode_length}; pass a positive'
@@ -89,6 +92,8 @@ class TaskEnv:
     self._dt = float(base.dt)  # the timestep is never task-dependent
     self.reset = jax.jit(self._reset)
     self.step = jax.jit(self._step)
+    self.name = name
+    self._reset_program = programs.jit(self.reset, f'reset {name}')
 
   # -- sizes ---------------------------------------------------------------
   @property
@@ -108,9 +113,9 @@ class TaskEnv:
     return self.base.sys
 
   def observation_shape(self, task: TaskParams) -> tuple:
-    """Obs shape, found by tracing `reset` (no compile, no physics run)."""
-    state = jax.eval_shape(self.reset, jax.random.PRNGKey(0), task)
-    return state.obs.shape
+    """Obs shape from `reset`'s output shape (no compile, no physics run): traced (1.6 s for
+    an MJX env), or, in a launch that keeps programs, read from the kept reset program."""
+    return self._reset_program.eval_shape(jax.random.PRNGKey(0), task).obs.shape
 
   # -- dynamics --------------------------------------------------------------
   def task_sys(self, task: TaskParams) -> brax_base.System:
@@ -243,13 +248,8 @@ class TaskFamily:
 
   @functools.cached_property
   def obs_size(self) -> int:
-    """From `reset`'s output shape: traced (1.6 s for an MJX family), or, in a launch that
-    keeps programs (programs.py), read from the kept reset program without tracing."""
     task = jax.tree.map(lambda x: x[0], self.sample(jax.random.PRNGKey(0), 1, 'train'))
-    if type(self.env).observation_shape is not TaskEnv.observation_shape:   # its own rule
-      return int(self.env.observation_shape(task)[-1])
-    reset = programs.jit(self.env.reset, f'reset {self.name}')
-    return int(reset.eval_shape(jax.random.PRNGKey(0), task).obs.shape[-1])
+    return int(self.env.observation_shape(task)[-1])
 
   def sample(self, rng: jax.Array, n: int, split: str) -> TaskParams:
     """Draws `n` tasks of `split`; every leaf has leading axis `n`."""

@@ -166,7 +166,7 @@ def _reward_family(name, robot, reward_fn, key, train, ood, train_text, ood_text
     return lambda rng, n: {key: draw(rng, n)}
 
   return TaskFamily(
-      name=name, env=TaskEnv(base, reward_fn, episode_length),
+      name=name, env=TaskEnv(base, reward_fn, episode_length, name=name),
       samplers={'train': wrap(train), 'test_id': wrap(train), 'test_ood': wrap(ood)},
       description={'train': train_text, 'test_id': train_text, 'test_ood': ood_text})
 
@@ -220,7 +220,7 @@ def _dynamics_family(name, robot, backend, episode_length):
   return TaskFamily(
       name=name,
       env=TaskEnv(base, locomotion_reward, episode_length,
-                  sys_fn=scale_dynamics),
+                  sys_fn=scale_dynamics, name=name),
       samplers=_dynamics_samplers(n_body, n_dof),
       description={
           'train': 'each log-scale u ~ U[-2, 2]',
