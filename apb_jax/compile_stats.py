@@ -32,8 +32,7 @@ BACKEND = '/jax/core/compile/backend_compile_duration'
 CACHE_HIT = '/jax/compilation_cache/cache_hits'
 PROGRAM_LOADED = '/apb_jax/programs/loaded'    # programs.py: a kept program read from disk
 PROGRAM_TRACED = '/apb_jax/programs/traced'    # programs.py: a program traced and kept
-EVENTS = {CACHE_HIT: 'cache_hits', PROGRAM_LOADED: 'programs_loaded',
-          PROGRAM_TRACED: 'programs_traced'}
+PROGRAM_EVENTS = {PROGRAM_LOADED: 'programs_loaded', PROGRAM_TRACED: 'programs_traced'}
 SECONDS = {TRACE: 'trace_s', LOWER: 'lower_s', BACKEND: 'backend_s'}
 
 _lock = threading.Lock()
@@ -78,7 +77,7 @@ def _top_level(spans, since: float, outer=()) -> collections.Counter:
 
 
 def _on_event(event: str, **_) -> None:
-  if event in EVENTS:
+  if event == CACHE_HIT or event in PROGRAM_EVENTS:
     with _lock:
       _counts[event] += 1
 
@@ -117,6 +116,5 @@ def since(before: dict, top: int = 10) -> dict:
   out.update({name: round(_covered(now['spans'].get(event, []), before['time']), 3)
               for event, name in SECONDS.items()})
   out['traced_more_than_once'] = {name: n for n, name in twice}
-  out.update({name: delta('counts', event) for event, name in EVENTS.items()
-              if event != CACHE_HIT})   # programs_loaded, programs_traced (programs.py)
+  out.update({name: delta('counts', event) for event, name in PROGRAM_EVENTS.items()})
   return out

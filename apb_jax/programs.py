@@ -38,6 +38,7 @@ import pickle
 import re
 import time
 import warnings
+from typing import Any, NamedTuple
 
 import jax
 from jax import monitoring
@@ -101,6 +102,14 @@ def _avals(leaves) -> tuple:
   return tuple((tuple(a.shape), str(a.dtype)) for a in map(jax.typeof, leaves))
 
 
+class Kept(NamedTuple):
+  """A kept program for one call's arguments: its key, the arguments' leaves, the program."""
+  key: tuple
+  leaves: list
+  exported: Any       # jax.export.Exported
+  out_tree: Any       # its output's PyTreeDef
+
+
 class Program:
   """`jax.jit(fun)` that, while the cache is active, runs `fun`'s exported program (traced
   once per argument shapes, then kept on disk); otherwise the plain jit."""
@@ -117,7 +126,7 @@ class Program:
     found = self._kept(args)
     if found is None:
       return self._jit(*args)
-    key, leaves, (exported, out_tree) = found
+    key, leaves, exported, out_tree = found
     if any(isinstance(x, jax.core.Tracer) for x in leaves):   # inside another trace
       return jax.tree.unflatten(out_tree, exported.call(*leaves))
     return jax.tree.unflatten(out_tree, self._executable(key, leaves)(*leaves))
@@ -128,26 +137,25 @@ class Program:
     if found is None:
       self._jit.lower(*args).compile()
     else:
-      self._executable(*found[:2])
+      self._executable(found.key, found.leaves)
 
   def eval_shape(self, *args):
     """The output's shapes and dtypes (`jax.ShapeDtypeStruct` leaves), nothing run."""
     found = self._kept(args)
     if found is None:
       return self._jit.eval_shape(*args)
-    exported, out_tree = found[2]
-    return jax.tree.unflatten(out_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype)
-                                         for a in exported.out_avals])
+    return jax.tree.unflatten(found.out_tree, [jax.ShapeDtypeStruct(a.shape, a.dtype)
+                                               for a in found.exported.out_avals])
 
   def _kept(self, args):
-    """(key, leaves, (Exported, out tree)) for `args`, or None: the cache is off, or this
+    """`Kept(key, leaves, Exported, out tree)` for `args`, or None: the cache is off, or this
     function cannot be exported (a host callback, a custom call without a compatibility
     guarantee), which warns once and leaves it to plain jit."""
     if not active() or self._jit_only:
       return None
     key, leaves = self._key(args)
     try:
-      return key, leaves, self._export(key, leaves)
+      return Kept(key, leaves, *self._export(key, leaves))
     except Exception as e:   # noqa: BLE001  plain jit raises it again if it is the code's own
       self._jit_only = True
       warnings.warn(f'program not kept ({type(e).__name__}: {str(e)[:200]}); '
