@@ -173,13 +173,14 @@ def scaling_timer(family, k):
                                      warmup=0), family, k)
 
 
-def chunk_timer(config, family, k):
+def chunk_timer(config, family, k, eval_calls=0):
   """One learner on K train tasks, initialised and compiled now; returns timed(), which runs
   its `config.num_chunks` chunks of `config.eval_every` env steps per task and returns
   {sps: K * chunk / median wall of all chunks but the first, compile_s, chunk_walls_s,
   state_mib_per_task (the learner state's bytes per task: replay buffers dominate),
   peak_device_mib (the process's peak device bytes so far where the backend reports it,
-  GPU/TPU; None on CPU)}."""
+  GPU/TPU; None on CPU)}, and with `eval_calls` eval_s: the median wall of that many
+  evaluations of the trained state."""
   import jax
   import numpy as np
 
@@ -197,9 +198,17 @@ def chunk_timer(config, family, k):
       jax.block_until_ready(metrics)
       walls.append(time.perf_counter() - t)
     peak = memory.memory_stats(jax.devices()[0]).get('peak_bytes_in_use')
-    return {'sps': k * config.eval_every / statistics.median(walls[1:]), 'compile_s': compile_s,
-            'chunk_walls_s': walls, 'state_mib_per_task': memory.state_bytes(s) / k / 2**20,
-            'peak_device_mib': None if peak is None else peak / 2**20}
+    out = {'sps': k * config.eval_every / statistics.median(walls[1:]), 'compile_s': compile_s,
+           'chunk_walls_s': walls, 'state_mib_per_task': memory.state_bytes(s) / k / 2**20,
+           'peak_device_mib': None if peak is None else peak / 2**20}
+    if eval_calls:
+      evals = []
+      for _ in range(eval_calls):
+        t = time.perf_counter()
+        jax.block_until_ready(trainer.evaluate(s))
+        evals.append(time.perf_counter() - t)
+      out['eval_s'] = statistics.median(evals)
+    return out
 
   return timed
 

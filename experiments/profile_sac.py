@@ -26,7 +26,6 @@ some, around the weight gradients' batched dots). Written to `--profile_out` (JS
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import statistics
@@ -157,29 +156,14 @@ def brax_update(family, config):
   return jax.jit(updates).lower(*args).compile(), args
 
 
-def iteration_ms(family, config, one_task):
-  """Our training iteration after warm-up, with and without updates, in ms, and our eval s."""
-  import jax
-  import numpy as np
-
-  from apb_jax.learners import make_train
-  out = {}
-  for name, c in (('ours', config), ('ours_no_updates', config.replace(
-      grad_updates_per_step=0))):
-    trainer = make_train(c, family)
-    state = trainer.init(jax.random.PRNGKey(FLAGS.seed), one_task,
-                         bench._init_params(family, c, 1, FLAGS.seed))
-    trainer.compile(state)
-    walls = []
-    for chunk in range(c.num_chunks):
-      t = time.perf_counter()
-      state, metrics = trainer.chunk(state, np.int32(chunk))
-      jax.block_until_ready(metrics)
-      walls.append(time.perf_counter() - t)
-    out[name] = statistics.median(walls[1:]) / c.iterations_per_chunk * 1e3   # after warm-up
-    if name == 'ours':
-      out['eval_s'] = _median_ms(trainer.evaluate, state, calls=3) / 1e3
-  return out
+def iteration_ms(family, config):
+  """Our training iteration after warm-up, with and without updates, in ms, and our eval s
+  (bench_learners.chunk_timer on one train task)."""
+  ours = bench.chunk_timer(config, family, 1, eval_calls=3)()
+  no_updates = bench.chunk_timer(config.replace(grad_updates_per_step=0), family, 1)()
+  return {'ours': config.num_envs / ours['sps'] * 1e3,
+          'ours_no_updates': config.num_envs / no_updates['sps'] * 1e3,
+          'eval_s': ours['eval_s']}
 
 
 def brax_eval_s(family, config, one_task):
@@ -208,7 +192,6 @@ def brax_eval_s(family, config, one_task):
 
 def main(argv):
   del argv
-  import jax
   family, one_task, results = bench.setup(
       ('family', 'num_envs', 'batch_size', 'updates', 'widths', 'eval_envs', 'seed', 'calls',
        'rounds'))
@@ -227,26 +210,24 @@ def main(argv):
       rounds[name].append(_median_ms(compiled, *args, calls=FLAGS.calls))
   results['update_ms'] = {name: statistics.median(ms) for name, ms in rounds.items()}
   results['update_ms_rounds'] = rounds
-  results['iteration_ms'] = iteration_ms(family, config, one_task)
+  results['iteration_ms'] = iteration_ms(family, config)
   results['sim_limit_ms'] = FLAGS.num_envs / bench.sim_limit(family, FLAGS.num_envs) * 1e3
   results['eval_s'] = {'ours': results['iteration_ms'].pop('eval_s'),
                        'brax': None if brax_error else brax_eval_s(family, config, one_task)}
-  results['device'] = str(jax.devices()[0])
-  u, it = results['update_ms'], results['iteration_ms']
-  print(f"{FLAGS.updates} updates: ours {u['ours_task_axis']:.2f} ms with the task axis, "
-        f"{u['ours_one_task']:.2f} ms without; brax.training "
-        + (brax_error or f"{u['brax']:.2f} ms"))
-  print(f"our iteration {it['ours']:.2f} ms, without updates {it['ours_no_updates']:.2f} ms; "
-        f"{FLAGS.num_envs} random env steps {results['sim_limit_ms']:.2f} ms")
-  brax_eval = results['eval_s']['brax']
-  print(f"eval: ours {results['eval_s']['ours']:.2f} s, brax "
-        + ('not measured' if brax_eval is None else f'{brax_eval:.2f} s'))
-  print('hlo:', results['hlo'])
-  os.makedirs(os.path.dirname(FLAGS.profile_out) or '.', exist_ok=True)
-  with open(FLAGS.profile_out, 'w') as f:
-    json.dump(results, f, indent=1)
-  print(f'written to {FLAGS.profile_out}')
+  bench.write(results, _table(results, brax_error), FLAGS.profile_out)
 
+
+def _table(results, brax_error) -> str:
+  u, it, ev = results['update_ms'], results['iteration_ms'], results['eval_s']
+  return '\n'.join([
+      f"{FLAGS.updates} updates: ours {u['ours_task_axis']:.2f} ms with the task axis, "
+      f"{u['ours_one_task']:.2f} ms without; brax.training "
+      + (brax_error or f"{u['brax']:.2f} ms"),
+      f"our iteration {it['ours']:.2f} ms, without updates {it['ours_no_updates']:.2f} ms; "
+      f"{FLAGS.num_envs} random env steps {results['sim_limit_ms']:.2f} ms",
+      f"eval: ours {ev['ours']:.2f} s, brax "
+      + ('not measured' if ev['brax'] is None else f"{ev['brax']:.2f} s"),
+      f"hlo: {results['hlo']}"])
 
 if __name__ == '__main__':
   app.run(main)
