@@ -12,7 +12,7 @@ RUFF   := $(VENV)/bin/ruff
 JAX_VERSION := $(shell sed -n 's/^jax==\([^ ]*\).*/\1/p' requirements.txt)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test test-all test-latest lint bench bench-envs profile experiment docs clean
+.PHONY: install test test-all test-latest lint bench bench-envs profile experiment keep docs clean
 
 install: $(STAMP)
 
@@ -74,6 +74,11 @@ FAMILIES := $(basename $(notdir $(filter-out %/common.py %/__init__.py,$(wildcar
 experiment: install
 	@test -f experiments/configs/$(TASK).py || { echo "error: unknown TASK=$(TASK); choose one of: $(FAMILIES)"; exit 2; }
 	$(PY) -m experiments.run --config=experiments/configs/$(TASK).py:$(PROFILE) --workdir=$(WORKDIR) $(ARGS)
+
+# A finished run's results (not its checkpoints) into experiments/measured/runs/<name>_<date>,
+# for `make docs`: make keep RUN=runs/hopper_params_default [ARGS="--name=... --backbone"]
+keep: install
+	$(PY) -m experiments.keep $(RUN) $(ARGS)
 
 # docs/configuration.md from apb_jax/config_fields.py, and every generated table (and its
 # figure) in README.md and docs/*.md from experiments.summarize over the kept run directories.
