@@ -20,7 +20,10 @@ import socket
 import time
 
 import jax
+from jax import monitoring
 import numpy as np
+
+from apb_jax import compile_stats
 
 
 def start(coordinator_address: str | None = None, num_processes: int | None = None,
@@ -57,11 +60,9 @@ def _align_compiles() -> None:
   another had read from the cache was that late (measured: `Gloo context initialization
   failed: GetKeyValue() timed out` in a learner's first evaluation under load). Every
   process builds the same programs in the same order: only files differ between them."""
-  from jax._src import dispatch, monitoring
-
   def on_duration(event: str, duration: float, fun_name: str = '', **_) -> None:
     del duration
-    if event == dispatch.BACKEND_COMPILE_EVENT:
+    if event == compile_stats.BACKEND:
       barrier(f'built {fun_name}')
   monitoring.register_event_duration_secs_listener(on_duration)
 
