@@ -15,7 +15,7 @@ the new checkpoint, never half of one.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -52,13 +52,19 @@ class StageCheckpoints:
         state=ocp.args.StandardSave(_sized_leaves(state)), meta=ocp.args.JsonSave(meta)))
     self._manager.wait_until_finished()
 
-  def restore(self, like) -> tuple[Optional[tuple], dict]:
-    """A checkpoint that cannot be restored raises RunFileError naming the directory and
-    the fix (delete it: the stage starts again from its beginning)."""
+  def restore(self, like: Callable[[], Any]) -> tuple[Optional[tuple], dict]:
+    """`like()` gives the state's structure (e.g. an eval_shape of the learner's init, which
+    traces it): called only when there is a checkpoint to restore. A checkpoint that cannot be
+    restored raises RunFileError naming the directory and the fix (delete it: the stage starts
+    again from its beginning)."""
     try:
       step = self._manager.latest_step()
-      if step is None:
-        return None, {}
+    except Exception as e:     # orbax raises many kinds (ValueError, KeyError, OSError, ...)
+      raise self._unreadable(e) from None
+    if step is None:
+      return None, {}
+    like = like()
+    try:
       abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _sized_leaves(like))
       out = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
@@ -68,10 +74,13 @@ class StageCheckpoints:
           for i, x in enumerate(leaves)])
       curves = [np.asarray(c, np.float32) for c in out.meta['curves']]
       return (state, out.meta['chunks_done'], curves), out.meta['extra']
-    except Exception as e:     # orbax raises many kinds (ValueError, KeyError, OSError, ...)
-      raise files.RunFileError(
-          f'{self.directory} holds a checkpoint that cannot be restored ({files.first_line(e)}); '
-          'delete that directory to start the stage again from its beginning.') from None
+    except Exception as e:
+      raise self._unreadable(e) from None
+
+  def _unreadable(self, e: Exception) -> files.RunFileError:
+    return files.RunFileError(
+        f'{self.directory} holds a checkpoint that cannot be restored ({files.first_line(e)}); '
+        'delete that directory to start the stage again from its beginning.')
 
   def remove(self) -> None:
     """Deletes the stage's checkpoints (once its result is written)."""

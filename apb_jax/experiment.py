@@ -210,7 +210,7 @@ class Experiment:
       return self.result(name), None, None
     trainer = self._trainer(learner, family, make, per_run_backbone)
     ckpt = checkpoint.StageCheckpoints(self.path('checkpoints', name))
-    resume, spent = ckpt.restore(jax.eval_shape(trainer.init, rng, task_set, init_params))
+    resume, spent = ckpt.restore(lambda: jax.eval_shape(trainer.init, rng, task_set, init_params))
     if done:
       return self.result(name), resume[0], ckpt
     before_s, before_compile_s = spent.get('run_s', 0.0), spent.get('compile_s', 0.0)

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 
+import chex
+import jax
 import numpy as np
 import pytest
 
@@ -232,3 +234,19 @@ def test_workdir_that_is_a_file_or_under_one_stops_in_one_line(capfd, tmp_path):
                                      'pass a new --workdir.')
   assert 'lies under' in _stop_line(capfd, path / 'run')
   assert path.read_text() == 'mine'
+
+
+def test_a_stage_checkpoint_asks_for_the_state_structure_only_when_it_has_one(tmp_path):
+  """A stage with nothing to resume does not trace the learner's init for its structure."""
+  ckpt = checkpoint.StageCheckpoints(str(tmp_path / 'stage'))
+  asked = []
+
+  def like():
+    asked.append(1)
+    return {'w': jax.ShapeDtypeStruct((3,), np.float32)}
+
+  assert ckpt.restore(like) == (None, {}) and not asked
+  ckpt.save(2, {'w': np.arange(3, dtype=np.float32)}, [np.zeros(2)], run_s=5.0)
+  (state, chunks_done, curves), extra = ckpt.restore(like)
+  assert asked == [1] and chunks_done == 2 and extra == {'run_s': 5.0}
+  chex.assert_trees_all_equal(state, {'w': np.arange(3, dtype=np.float32)})
