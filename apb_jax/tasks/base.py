@@ -92,7 +92,6 @@ class TaskEnv:
     self._dt = float(base.dt)  # the timestep is never task-dependent
     self.reset = jax.jit(self._reset)
     self.step = jax.jit(self._step)
-    self.name = name
     self._reset_program = programs.jit(self.reset, f'reset {name}')
 
   # -- sizes ---------------------------------------------------------------
