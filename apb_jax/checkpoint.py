@@ -63,12 +63,12 @@ class StageCheckpoints:
       raise self._unreadable(e) from None
     if step is None:
       return None, {}
-    like = like()
+    structure = like()
     try:
-      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _sized_leaves(like))
+      abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _sized_leaves(structure))
       out = self._manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-      leaves, treedef = jax.tree.flatten(like)
+      leaves, treedef = jax.tree.flatten(structure)
       state = jax.tree.unflatten(treedef, [
           out.state[str(i)] if _size(x) else np.zeros(x.shape, x.dtype)
           for i, x in enumerate(leaves)])
